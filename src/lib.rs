@@ -1,0 +1,16 @@
+//! grader: grades LLM-engineer interview transcripts and written answers with versioned LLM
+//! judges. See ARCHITECTURE.md for the module map and the invariants.
+
+pub mod cache;
+pub mod calibration;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod evals;
+pub mod http;
+pub mod ingest;
+pub mod judge;
+pub mod llm;
+pub mod prompts;
+pub mod service;
+pub mod store;

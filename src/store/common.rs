@@ -1,0 +1,410 @@
+//! What the SQLite and PostgreSQL stores share: the clock and ids, the SQLite timestamp
+//! format, decoding of stored strings and JSON into domain types, the migration list type,
+//! the `grading.completed` audit detail and the calibration join done in Rust. Keeping these
+//! here means both backends answer with byte-for-byte the same records.
+
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::{
+    AuditEntry, CalibrationFilter, CalibrationRow, Role, StoreError, SubmissionRecord,
+    SubmissionStatus,
+};
+use crate::domain::{GradeReport, Stage};
+
+/// The current time truncated to microseconds: PostgreSQL's `TIMESTAMPTZ` keeps exactly
+/// that much, so a record returned from a write equals the same record read back, on both
+/// backends.
+pub(crate) fn now() -> DateTime<Utc> {
+    micros(Utc::now())
+}
+
+/// `t` truncated to whole microseconds: what both backends keep of a caller's timestamp
+/// (PostgreSQL would round, SQLite's text format truncates; truncating first makes them agree).
+pub(crate) fn micros(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
+}
+
+/// `t + d`, saturating at the far future instead of overflowing: a caller passing a huge
+/// lease or retry delay means "not any time soon", not an error.
+pub(crate) fn later(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    TimeDelta::from_std(d)
+        .ok()
+        .and_then(|d| t.checked_add_signed(d))
+        .filter(|t| t.timestamp() < FAR_FUTURE_SECS)
+        .unwrap_or_else(far_future)
+}
+
+/// 9999-12-31T23:59:59Z: the last instant that still formats as a fixed-width RFC 3339 text,
+/// so SQLite's text timestamps keep sorting correctly.
+const FAR_FUTURE_SECS: i64 = 253_402_300_799;
+
+fn far_future() -> DateTime<Utc> {
+    DateTime::from_timestamp(FAR_FUTURE_SECS, 0).unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// A new random id (uuid v4, hyphenated). Ids are TEXT on both backends so that any string a
+/// client sends as an id is just "not found", never a type error.
+pub(crate) fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// SQLite's timestamp encoding: RFC 3339 in UTC with exactly six fractional digits and a `Z`,
+/// e.g. `2025-01-31T09:05:00.000000Z`. Fixed width, so text order is time order and the queue
+/// can compare `run_at <= ?` as strings (and still read it with `sqlite3`).
+pub(crate) fn ts(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+pub(crate) fn parse_ts(s: &str) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| StoreError::Corrupt(format!("timestamp {s:?}: {e}")))
+}
+
+pub(crate) fn to_json<T: Serialize + ?Sized>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Corrupt(format!("cannot encode JSON: {e}")))
+}
+
+pub(crate) fn from_json<T: DeserializeOwned>(s: &str, what: &str) -> Result<T, StoreError> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+pub(crate) fn parse_role(s: &str) -> Result<Role, StoreError> {
+    Role::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown role {s:?}")))
+}
+
+pub(crate) fn parse_stage(s: &str) -> Result<Stage, StoreError> {
+    s.parse::<Stage>()
+        .map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+pub(crate) fn parse_status(s: &str) -> Result<SubmissionStatus, StoreError> {
+    SubmissionStatus::parse(s)
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown submission status {s:?}")))
+}
+
+pub(crate) fn to_u32(v: i64, what: &str) -> Result<u32, StoreError> {
+    u32::try_from(v).map_err(|_| StoreError::Corrupt(format!("{what} out of range: {v}")))
+}
+
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Every sqlx error not handled at its call site is a database error; the message keeps the
+/// driver's text for the logs.
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Database(e.to_string())
+    }
+}
+
+pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+pub(crate) fn is_fk_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_foreign_key_violation())
+}
+
+/// Maps a failed insert: a UNIQUE violation is a `Conflict` on `what`, a foreign-key
+/// violation means the tenant (or parent) named by `parent` does not exist.
+pub(crate) fn insert_error(e: sqlx::Error, what: &str, parent: &str) -> StoreError {
+    if is_unique_violation(&e) {
+        StoreError::Conflict(what.to_string())
+    } else if is_fk_violation(&e) {
+        StoreError::NotFound(parent.to_string())
+    } else {
+        e.into()
+    }
+}
+
+/// A submission row as both backends read it: the dialects differ only in how timestamps
+/// come back, so each backend fills this and the conversion to a record is shared.
+pub(crate) struct RawSubmission {
+    pub id: String,
+    pub tenant_id: String,
+    pub stage: String,
+    pub status: String,
+    pub source: String,
+    pub delivery_id: Option<String>,
+    pub prompt: Option<String>,
+    pub submission: String,
+    pub report: Option<String>,
+    pub attempts: i64,
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl RawSubmission {
+    pub(crate) fn into_record(self) -> Result<SubmissionRecord, StoreError> {
+        let what = |field: &str| format!("submission {} {field}", self.id);
+        Ok(SubmissionRecord {
+            stage: parse_stage(&self.stage)?,
+            status: parse_status(&self.status)?,
+            submission: from_json(&self.submission, &what("body"))?,
+            report: match &self.report {
+                Some(r) => Some(from_json(r, &what("report"))?),
+                None => None,
+            },
+            attempts: to_u32(self.attempts, &what("attempts"))?,
+            id: self.id,
+            tenant_id: self.tenant_id,
+            source: self.source,
+            delivery_id: self.delivery_id,
+            prompt: self.prompt,
+            error: self.error,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+/// One embedded migration. `version` orders them; `sql` may hold several statements.
+pub(crate) struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+impl Migration {
+    /// Recorded when applied and compared on every start: an applied migration whose text
+    /// changed afterwards is an error, not a silent drift between replicas.
+    pub(crate) fn checksum(&self) -> String {
+        sha256_hex(self.sql.as_bytes())
+    }
+}
+
+/// Compares what the database says was applied with the embedded list and returns the
+/// migrations still to apply, in order.
+pub(crate) fn pending<'a>(
+    all: &'a [Migration],
+    applied: &[(i64, String)],
+) -> Result<Vec<&'a Migration>, StoreError> {
+    for (version, checksum) in applied {
+        match all.iter().find(|m| m.version == *version) {
+            Some(m) if m.checksum() == *checksum => {}
+            Some(m) => {
+                return Err(StoreError::Migration(format!(
+                "migration {} ({}) was changed after it was applied; add a new migration instead",
+                m.version, m.name
+            )))
+            }
+            None => {
+                return Err(StoreError::Migration(format!(
+                    "the database has migration {version}, which this build does not know: \
+                     it was migrated by a newer version"
+                )))
+            }
+        }
+    }
+    let mut todo: Vec<&Migration> = all
+        .iter()
+        .filter(|m| !applied.iter().any(|(v, _)| *v == m.version))
+        .collect();
+    todo.sort_by_key(|m| m.version);
+    Ok(todo)
+}
+
+/// The audit entry written in the same transaction as a finished grading: which prompt
+/// version and model produced the report, over which input, and a hash of the output, so a
+/// later reader can prove what the system decided and from what (EU AI Act record keeping).
+pub(crate) fn completion_audit(
+    tenant_id: &str,
+    submission_id: &str,
+    worker: &str,
+    input_sha256: &str,
+    report: &GradeReport,
+    report_json: &str,
+    at: DateTime<Utc>,
+) -> AuditEntry {
+    AuditEntry {
+        tenant_id: tenant_id.to_string(),
+        actor: format!("worker:{worker}"),
+        action: "grading.completed".to_string(),
+        subject: Some(submission_id.to_string()),
+        detail: serde_json::json!({
+            "report_id": report.id,
+            "prompt": format!("{}@{}", report.prompt.id, report.prompt.version),
+            "prompt_sha256": report.prompt.sha256,
+            "model": report.judge.model,
+            "tier": report.judge.tier,
+            "samples": report.judge.samples,
+            "input_sha256": input_sha256,
+            "output_sha256": sha256_hex(report_json.as_bytes()),
+            "status": report.status,
+            "recommendation": report.recommendation,
+            "needs_review": report.needs_review,
+        }),
+        at,
+    }
+}
+
+/// The part of a stored report calibration needs; parsing only this keeps the join cheap and
+/// tolerant of report fields added later.
+#[derive(Deserialize)]
+struct ReportSummary {
+    prompt: PromptSummary,
+    judge: JudgeSummary,
+    #[serde(default)]
+    scores: Vec<ScoreSummary>,
+}
+
+#[derive(Deserialize)]
+struct PromptSummary {
+    id: String,
+    version: String,
+}
+
+#[derive(Deserialize)]
+struct JudgeSummary {
+    model: String,
+}
+
+#[derive(Deserialize)]
+struct ScoreSummary {
+    dimension: String,
+    score: Option<f64>,
+}
+
+/// One human grade joined with its submission, as read by either backend before the
+/// per-dimension expansion.
+pub(crate) struct RawCalibration {
+    pub submission_id: String,
+    pub stage: String,
+    pub rater: String,
+    pub scores: String,
+    pub report: String,
+    pub graded_at: DateTime<Utc>,
+}
+
+/// Whether `filter` (`id@version`, or a bare `id` for every version) names the report's prompt.
+fn prompt_matches(filter: &str, id: &str, version: &str) -> bool {
+    match filter.split_once('@') {
+        Some((fid, fver)) => fid == id && fver == version,
+        None => filter == id,
+    }
+}
+
+/// Expands one human grade into a row per dimension the person scored, with the AI's score
+/// for that dimension (None when the AI left it unscored or has no such dimension). The
+/// stage and time filters are applied in SQL; prompt and model live inside the report JSON,
+/// so they are applied here, identically for both backends.
+pub(crate) fn calibration_rows(
+    raw: RawCalibration,
+    filter: &CalibrationFilter,
+) -> Result<Vec<CalibrationRow>, StoreError> {
+    let report: ReportSummary = from_json(
+        &raw.report,
+        &format!("submission {} report", raw.submission_id),
+    )?;
+    if let Some(p) = &filter.prompt {
+        if !prompt_matches(p, &report.prompt.id, &report.prompt.version) {
+            return Ok(Vec::new());
+        }
+    }
+    if let Some(m) = &filter.model {
+        if *m != report.judge.model {
+            return Ok(Vec::new());
+        }
+    }
+    let stage = parse_stage(&raw.stage)?;
+    let human: std::collections::BTreeMap<String, f64> = from_json(
+        &raw.scores,
+        &format!("human grade scores of submission {}", raw.submission_id),
+    )?;
+    let prompt = format!("{}@{}", report.prompt.id, report.prompt.version);
+    Ok(human
+        .into_iter()
+        .map(|(dimension, score)| CalibrationRow {
+            submission_id: raw.submission_id.clone(),
+            stage,
+            prompt: prompt.clone(),
+            model: report.judge.model.clone(),
+            ai: report
+                .scores
+                .iter()
+                .find(|s| s.dimension == dimension)
+                .and_then(|s| s.score),
+            dimension,
+            rater: raw.rater.clone(),
+            human: score,
+            graded_at: raw.graded_at,
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_timestamps_are_fixed_width_and_sort_as_time() {
+        let a = DateTime::from_timestamp(1_700_000_000, 5_000).unwrap();
+        let b = DateTime::from_timestamp(1_700_000_000, 123_456_000).unwrap();
+        let c = DateTime::from_timestamp(1_700_000_001, 0).unwrap();
+        let (sa, sb, sc) = (ts(&a), ts(&b), ts(&c));
+        assert_eq!(sa, "2023-11-14T22:13:20.000005Z");
+        assert_eq!(sa.len(), sb.len());
+        assert!(sa < sb && sb < sc);
+        assert_eq!(parse_ts(&sb).unwrap(), b);
+        assert!(parse_ts("yesterday").is_err());
+    }
+
+    #[test]
+    fn later_saturates_instead_of_overflowing() {
+        let t = now();
+        assert_eq!(later(t, Duration::from_secs(2)), t + TimeDelta::seconds(2));
+        let far = later(t, Duration::from_secs(u64::MAX));
+        assert_eq!(ts(&far), "9999-12-31T23:59:59.000000Z");
+    }
+
+    #[test]
+    fn now_has_microsecond_precision() {
+        assert_eq!(now().timestamp_subsec_nanos() % 1_000, 0);
+    }
+
+    #[test]
+    fn pending_applies_new_and_rejects_edited_or_unknown() {
+        let all = [
+            Migration {
+                version: 2,
+                name: "b",
+                sql: "select 2",
+            },
+            Migration {
+                version: 1,
+                name: "a",
+                sql: "select 1",
+            },
+        ];
+        let todo = pending(&all, &[]).unwrap();
+        assert_eq!(todo.iter().map(|m| m.version).collect::<Vec<_>>(), [1, 2]);
+        let done = [(1, all[1].checksum())];
+        assert_eq!(pending(&all, &done).unwrap().len(), 1);
+        let edited = [(1, "0".repeat(64))];
+        assert!(matches!(
+            pending(&all, &edited),
+            Err(StoreError::Migration(_))
+        ));
+        let unknown = [(9, "x".to_string())];
+        assert!(matches!(
+            pending(&all, &unknown),
+            Err(StoreError::Migration(_))
+        ));
+    }
+
+    #[test]
+    fn prompt_filter_takes_a_version_or_a_bare_id() {
+        assert!(prompt_matches("sd@v2", "sd", "v2"));
+        assert!(!prompt_matches("sd@v1", "sd", "v2"));
+        assert!(prompt_matches("sd", "sd", "v2"));
+        assert!(!prompt_matches("s", "sd", "v2"));
+    }
+}

@@ -1,0 +1,845 @@
+//! The PostgreSQL store: the shared database and job queue of several `grader serve`
+//! replicas.
+//!
+//! **Concurrency.** Statements run at READ COMMITTED. Writes that touch several rows are
+//! either one statement (data-modifying CTEs are atomic: `enqueue`, `lease_job`, `fail_job`,
+//! `release_job`) or an explicit transaction (`complete_job`, `migrate`). Workers lease with
+//! `SELECT ... FOR UPDATE SKIP LOCKED LIMIT 1`, so concurrent workers on any replica each take
+//! a different job without waiting for one another. Every job update that belongs to a worker
+//! is conditional on `leased_by = worker AND status = 'leased'`, so a worker whose lease ran
+//! out and was taken over writes nothing. Migrations take a transaction-scoped advisory lock,
+//! so replicas starting at once apply them exactly once.
+//!
+//! Timestamps are `TIMESTAMPTZ` (bound as `DateTime<Utc>`), JSON columns `JSONB` (written as
+//! text with a `::jsonb` cast, read back as `::text` so both backends decode the same way).
+//! The clock is the application's (`common::now`), as on SQLite, so both backends behave
+//! identically; replicas are expected to run NTP-synchronised clocks, and leases are long
+//! compared with any skew.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::Row;
+
+use super::common::{
+    calibration_rows, completion_audit, from_json, insert_error, later, micros, new_id, now,
+    parse_role, pending, to_json, to_u32, Migration, RawCalibration, RawSubmission,
+};
+use super::{
+    redact_url, ApiKeyRecord, AuditEntry, CalibrationFilter, CalibrationRow, CallbackAttempt,
+    HumanGrade, LeasedJob, NewSubmission, Role, Store, StoreError, SubmissionRecord,
+    SubmissionStatus, Tenant, TenantSettings,
+};
+use crate::domain::GradeReport;
+
+/// Connections per process. Enough for the HTTP handlers and the workers to overlap, small
+/// enough that several replicas stay well under PostgreSQL's default `max_connections` (100).
+const MAX_CONNECTIONS: u32 = 16;
+
+/// Key of the advisory lock that serialises migrations across replicas ("grader" + "mig").
+const MIGRATION_LOCK: i64 = 0x6772_6164_6572_6d69;
+
+/// The embedded migrations, applied in order by [`Store::migrate`].
+static MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "init",
+    sql: include_str!("../../migrations/postgres/0001_init.sql"),
+}];
+
+/// The columns [`submission_from_row`] reads, from a `submissions` aliased `s`; in a macro
+/// so that every query text stays a `&'static str`.
+macro_rules! submission_cols {
+    () => {
+        "s.id, s.tenant_id, s.stage, s.status, s.source, s.delivery_id, s.prompt, \
+         s.submission::text AS submission, s.report::text AS report, s.attempts, s.error, \
+         s.created_at, s.updated_at"
+    };
+}
+
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://...`), failing now if the server cannot be reached.
+    /// Does not migrate.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| {
+                StoreError::Database(format!("invalid PostgreSQL URL {}: {e}", redact_url(url)))
+            })?
+            .application_name("grader");
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .test_before_acquire(false)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options)
+            .await?;
+        Ok(PostgresStore { pool })
+    }
+}
+
+fn submission_from_row(row: &PgRow) -> Result<SubmissionRecord, StoreError> {
+    let attempts: i32 = row.try_get("attempts")?;
+    RawSubmission {
+        id: row.try_get("id")?,
+        tenant_id: row.try_get("tenant_id")?,
+        stage: row.try_get("stage")?,
+        status: row.try_get("status")?,
+        source: row.try_get("source")?,
+        delivery_id: row.try_get("delivery_id")?,
+        prompt: row.try_get("prompt")?,
+        submission: row.try_get("submission")?,
+        report: row.try_get("report")?,
+        attempts: i64::from(attempts),
+        error: row.try_get("error")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    }
+    .into_record()
+}
+
+fn tenant_from_row(row: &PgRow) -> Result<Tenant, StoreError> {
+    let id: String = row.try_get("id")?;
+    Ok(Tenant {
+        settings: from_json(row.try_get("settings")?, &format!("tenant {id} settings"))?,
+        name: row.try_get("name")?,
+        created_at: row.try_get("created_at")?,
+        id,
+    })
+}
+
+fn human_grade_from_row(row: &PgRow) -> Result<HumanGrade, StoreError> {
+    let id: String = row.try_get("id")?;
+    Ok(HumanGrade {
+        scores: from_json(row.try_get("scores")?, &format!("human grade {id} scores"))?,
+        flags: from_json(row.try_get("flags")?, &format!("human grade {id} flags"))?,
+        tenant_id: row.try_get("tenant_id")?,
+        submission_id: row.try_get("submission_id")?,
+        rater: row.try_get("rater")?,
+        override_reason: row.try_get("override_reason")?,
+        comment: row.try_get("comment")?,
+        created_at: row.try_get("created_at")?,
+        id,
+    })
+}
+
+fn attempts_to_i32(n: u32, what: &str) -> Result<i32, StoreError> {
+    i32::try_from(n).map_err(|_| StoreError::Corrupt(format!("{what} out of range: {n}")))
+}
+
+/// Appends one audit entry on `conn`, so that it can join a larger transaction.
+async fn insert_audit(conn: &mut PgConnection, e: &AuditEntry) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO audit_log (tenant_id, actor, action, subject, detail, at) \
+         VALUES ($1, $2, $3, $4, $5::jsonb, $6)",
+    )
+    .bind(&e.tenant_id)
+    .bind(&e.actor)
+    .bind(&e.action)
+    .bind(&e.subject)
+    .bind(to_json(&e.detail)?)
+    .bind(micros(e.at))
+    .execute(conn)
+    .await
+    .map_err(|err| insert_error(err, "audit entry", "tenant"))?;
+    Ok(())
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // Held until commit: a second replica waits here, then finds nothing pending. Taken
+        // before CREATE TABLE IF NOT EXISTS, which itself is not safe to run concurrently.
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::raw_sql(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (\
+                 version BIGINT PRIMARY KEY, name TEXT NOT NULL, \
+                 checksum TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL)",
+        )
+        .execute(&mut *tx)
+        .await?;
+        let applied = sqlx::query("SELECT version, checksum FROM schema_migrations")
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get("version")?, r.try_get("checksum")?)))
+            .collect::<Result<Vec<(i64, String)>, sqlx::Error>>()?;
+        for m in pending(MIGRATIONS, &applied)? {
+            sqlx::raw_sql(m.sql)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| StoreError::Migration(format!("{} ({}): {e}", m.version, m.name)))?;
+            sqlx::query(
+                "INSERT INTO schema_migrations (version, name, checksum, applied_at) \
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(m.version)
+            .bind(m.name)
+            .bind(m.checksum())
+            .bind(now())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn create_tenant(&self, name: &str) -> Result<Tenant, StoreError> {
+        let tenant = Tenant {
+            id: new_id(),
+            name: name.to_string(),
+            settings: TenantSettings::default(),
+            created_at: now(),
+        };
+        sqlx::query(
+            "INSERT INTO tenants (id, name, settings, created_at) VALUES ($1, $2, $3::jsonb, $4)",
+        )
+        .bind(&tenant.id)
+        .bind(&tenant.name)
+        .bind(to_json(&tenant.settings)?)
+        .bind(tenant.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| insert_error(e, &format!("tenant {name:?}"), "tenant"))?;
+        Ok(tenant)
+    }
+
+    async fn tenant_by_name(&self, name: &str) -> Result<Option<Tenant>, StoreError> {
+        sqlx::query(
+            "SELECT id, name, settings::text AS settings, created_at FROM tenants WHERE name = $1",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(tenant_from_row)
+        .transpose()
+    }
+
+    async fn tenant(&self, id: &str) -> Result<Option<Tenant>, StoreError> {
+        sqlx::query(
+            "SELECT id, name, settings::text AS settings, created_at FROM tenants WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(tenant_from_row)
+        .transpose()
+    }
+
+    async fn update_tenant_settings(
+        &self,
+        tenant_id: &str,
+        settings: &TenantSettings,
+    ) -> Result<(), StoreError> {
+        let done = sqlx::query("UPDATE tenants SET settings = $1::jsonb WHERE id = $2")
+            .bind(to_json(settings)?)
+            .bind(tenant_id)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("tenant {tenant_id}")));
+        }
+        Ok(())
+    }
+
+    async fn create_api_key(
+        &self,
+        tenant_id: &str,
+        role: Role,
+        key_hash: &str,
+        prefix: &str,
+    ) -> Result<ApiKeyRecord, StoreError> {
+        let key = ApiKeyRecord {
+            id: new_id(),
+            tenant_id: tenant_id.to_string(),
+            role,
+            prefix: prefix.to_string(),
+            created_at: now(),
+        };
+        sqlx::query(
+            "INSERT INTO api_keys (id, tenant_id, role, key_hash, prefix, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&key.id)
+        .bind(&key.tenant_id)
+        .bind(role.as_str())
+        .bind(key_hash)
+        .bind(&key.prefix)
+        .bind(key.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| insert_error(e, "api key", &format!("tenant {tenant_id}")))?;
+        Ok(key)
+    }
+
+    async fn api_key_by_hash(
+        &self,
+        key_hash: &str,
+    ) -> Result<Option<(ApiKeyRecord, Tenant)>, StoreError> {
+        let Some(row) = sqlx::query(
+            "SELECT k.id AS key_id, k.role, k.prefix, k.created_at AS key_created_at, \
+                    t.id, t.name, t.settings::text AS settings, t.created_at \
+             FROM api_keys k JOIN tenants t ON t.id = k.tenant_id \
+             WHERE k.key_hash = $1",
+        )
+        .bind(key_hash)
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let tenant = tenant_from_row(&row)?;
+        let key = ApiKeyRecord {
+            id: row.try_get("key_id")?,
+            tenant_id: tenant.id.clone(),
+            role: parse_role(row.try_get("role")?)?,
+            prefix: row.try_get("prefix")?,
+            created_at: row.try_get("key_created_at")?,
+        };
+        Ok(Some((key, tenant)))
+    }
+
+    async fn set_webhook_secret(
+        &self,
+        tenant_id: &str,
+        source: &str,
+        secret: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO webhook_secrets (tenant_id, source, secret, updated_at) \
+             VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (tenant_id, source) \
+             DO UPDATE SET secret = excluded.secret, updated_at = excluded.updated_at",
+        )
+        .bind(tenant_id)
+        .bind(source)
+        .bind(secret)
+        .bind(now())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| insert_error(e, "webhook secret", &format!("tenant {tenant_id}")))?;
+        Ok(())
+    }
+
+    async fn webhook_secret(
+        &self,
+        tenant_id: &str,
+        source: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let row =
+            sqlx::query("SELECT secret FROM webhook_secrets WHERE tenant_id = $1 AND source = $2")
+                .bind(tenant_id)
+                .bind(source)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|r| r.try_get("secret")).transpose()?)
+    }
+
+    async fn enqueue(&self, new: NewSubmission) -> Result<(SubmissionRecord, bool), StoreError> {
+        let at = now();
+        let id = new_id();
+        let body = to_json(&new.submission)?;
+        // One statement, so one transaction and one round trip: the job row is inserted only
+        // if the submission row was (a conflict on the delivery key makes `s` empty).
+        let inserted = sqlx::query(
+            "WITH s AS ( \
+                 INSERT INTO submissions (id, tenant_id, stage, status, source, delivery_id, \
+                     prompt, submission, attempts, input_sha256, created_at, updated_at) \
+                 VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7::jsonb, 0, $8, $9, $9) \
+                 ON CONFLICT ON CONSTRAINT submissions_delivery_key DO NOTHING \
+                 RETURNING id, tenant_id) \
+             INSERT INTO jobs (id, submission_id, tenant_id, status, run_at, attempts, \
+                 created_at, updated_at) \
+             SELECT $10, s.id, s.tenant_id, 'queued', $9, 0, $9, $9 FROM s",
+        )
+        .bind(&id)
+        .bind(&new.tenant_id)
+        .bind(new.submission.stage.as_str())
+        .bind(&new.source)
+        .bind(&new.delivery_id)
+        .bind(&new.prompt)
+        .bind(&body)
+        .bind(&new.input_sha256)
+        .bind(at)
+        .bind(new_id())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| insert_error(e, "submission", &format!("tenant {}", new.tenant_id)))?
+        .rows_affected();
+        if inserted == 0 {
+            // ON CONFLICT waited for the competing insert to commit; this new statement's
+            // snapshot sees it.
+            let row = sqlx::query(concat!(
+                "SELECT ",
+                submission_cols!(),
+                " FROM submissions s WHERE s.tenant_id = $1 AND s.source = $2 \
+                  AND s.delivery_id = $3"
+            ))
+            .bind(&new.tenant_id)
+            .bind(&new.source)
+            .bind(&new.delivery_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| {
+                StoreError::Database("delivery id conflicted but no submission was found".into())
+            })?;
+            return Ok((submission_from_row(&row)?, false));
+        }
+        let record = SubmissionRecord {
+            id,
+            tenant_id: new.tenant_id,
+            stage: new.submission.stage,
+            status: SubmissionStatus::Queued,
+            source: new.source,
+            delivery_id: new.delivery_id,
+            prompt: new.prompt,
+            submission: new.submission,
+            report: None,
+            attempts: 0,
+            error: None,
+            created_at: at,
+            updated_at: at,
+        };
+        Ok((record, true))
+    }
+
+    async fn submission(
+        &self,
+        tenant_id: &str,
+        id: &str,
+    ) -> Result<Option<SubmissionRecord>, StoreError> {
+        sqlx::query(concat!(
+            "SELECT ",
+            submission_cols!(),
+            " FROM submissions s WHERE s.id = $1 AND s.tenant_id = $2"
+        ))
+        .bind(id)
+        .bind(tenant_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(submission_from_row)
+        .transpose()
+    }
+
+    async fn list_submissions(
+        &self,
+        tenant_id: &str,
+        status: Option<SubmissionStatus>,
+        limit: u32,
+        offset: u32,
+    ) -> Result<Vec<SubmissionRecord>, StoreError> {
+        let rows = match status {
+            Some(status) => {
+                sqlx::query(concat!(
+                    "SELECT ",
+                    submission_cols!(),
+                    " FROM submissions s WHERE s.tenant_id = $1 AND s.status = $2 \
+                      ORDER BY s.created_at DESC, s.id DESC LIMIT $3 OFFSET $4"
+                ))
+                .bind(tenant_id)
+                .bind(status.as_str())
+                .bind(i64::from(limit))
+                .bind(i64::from(offset))
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query(concat!(
+                    "SELECT ",
+                    submission_cols!(),
+                    " FROM submissions s WHERE s.tenant_id = $1 \
+                      ORDER BY s.created_at DESC, s.id DESC LIMIT $2 OFFSET $3"
+                ))
+                .bind(tenant_id)
+                .bind(i64::from(limit))
+                .bind(i64::from(offset))
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        rows.iter().map(submission_from_row).collect()
+    }
+
+    async fn lease_job(
+        &self,
+        worker: &str,
+        lease: Duration,
+    ) -> Result<Option<LeasedJob>, StoreError> {
+        let at = now();
+        let until = later(at, lease);
+        // SKIP LOCKED: a job another worker is claiming right now is passed over, not waited
+        // for; the claim and the submission's status change commit together.
+        let Some(row) = sqlx::query(concat!(
+            "WITH next AS ( \
+                 SELECT id FROM jobs \
+                 WHERE status IN ('queued', 'leased') \
+                   AND ((status = 'queued' AND run_at <= $1) \
+                        OR (status = 'leased' AND lease_until < $1)) \
+                 ORDER BY run_at LIMIT 1 \
+                 FOR UPDATE SKIP LOCKED), \
+             leased AS ( \
+                 UPDATE jobs j SET status = 'leased', leased_by = $2, lease_until = $3, \
+                     attempts = j.attempts + 1, updated_at = $1 \
+                 FROM next WHERE j.id = next.id \
+                 RETURNING j.id, j.submission_id, j.attempts) \
+             UPDATE submissions s SET status = 'grading', attempts = leased.attempts, \
+                 updated_at = $1 \
+             FROM leased WHERE s.id = leased.submission_id \
+             RETURNING leased.id AS job_id, ",
+            submission_cols!()
+        ))
+        .bind(at)
+        .bind(worker)
+        .bind(until)
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let submission = submission_from_row(&row)?;
+        Ok(Some(LeasedJob {
+            job_id: row.try_get("job_id")?,
+            attempt: submission.attempts,
+            submission,
+            worker: worker.to_string(),
+            lease_until: until,
+        }))
+    }
+
+    async fn complete_job(
+        &self,
+        job_id: &str,
+        worker: &str,
+        report: &GradeReport,
+    ) -> Result<bool, StoreError> {
+        let at = now();
+        let report_json = to_json(report)?;
+        let mut tx = self.pool.begin().await?;
+        // The row lock taken here makes a concurrent re-lease skip this job until we commit;
+        // if the re-lease won, the WHERE no longer matches and nothing is written.
+        let Some(job) = sqlx::query(
+            "UPDATE jobs SET status = 'done', lease_until = NULL, last_error = NULL, \
+                 updated_at = $1 \
+             WHERE id = $2 AND leased_by = $3 AND status = 'leased' \
+             RETURNING submission_id, tenant_id",
+        )
+        .bind(at)
+        .bind(job_id)
+        .bind(worker)
+        .fetch_optional(&mut *tx)
+        .await?
+        else {
+            tx.rollback().await?;
+            return Ok(false);
+        };
+        let submission_id: String = job.try_get("submission_id")?;
+        let tenant_id: String = job.try_get("tenant_id")?;
+        let input_sha256: String = sqlx::query(
+            "UPDATE submissions SET report = $1::jsonb, status = 'graded', error = NULL, \
+                 updated_at = $2 \
+             WHERE id = $3 RETURNING input_sha256",
+        )
+        .bind(&report_json)
+        .bind(at)
+        .bind(&submission_id)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("input_sha256")?;
+        let entry = completion_audit(
+            &tenant_id,
+            &submission_id,
+            worker,
+            &input_sha256,
+            report,
+            &report_json,
+            at,
+        );
+        insert_audit(&mut *tx, &entry).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn fail_job(
+        &self,
+        job_id: &str,
+        worker: &str,
+        error: &str,
+        retry_in: Option<Duration>,
+    ) -> Result<(), StoreError> {
+        let at = now();
+        let (job_status, submission_status, run_at): (&str, &str, Option<DateTime<Utc>>) =
+            match retry_in {
+                Some(d) => ("queued", "queued", Some(later(at, d))),
+                None => ("dead", "dead", None),
+            };
+        // A queued job has no holder; a dead one keeps the last worker for the record.
+        sqlx::query(
+            "WITH j AS ( \
+                 UPDATE jobs SET status = $1, run_at = COALESCE($2, run_at), \
+                     leased_by = CASE WHEN $1 = 'queued' THEN NULL ELSE leased_by END, \
+                     lease_until = NULL, last_error = $3, updated_at = $4 \
+                 WHERE id = $5 AND leased_by = $6 AND status = 'leased' \
+                 RETURNING submission_id) \
+             UPDATE submissions s SET status = $7, error = $3, updated_at = $4 \
+             FROM j WHERE s.id = j.submission_id",
+        )
+        .bind(job_status)
+        .bind(run_at)
+        .bind(error)
+        .bind(at)
+        .bind(job_id)
+        .bind(worker)
+        .bind(submission_status)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn release_job(&self, job_id: &str, worker: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "WITH j AS ( \
+                 UPDATE jobs SET status = 'queued', leased_by = NULL, lease_until = NULL, \
+                     attempts = GREATEST(attempts - 1, 0), updated_at = $1 \
+                 WHERE id = $2 AND leased_by = $3 AND status = 'leased' \
+                 RETURNING submission_id, attempts) \
+             UPDATE submissions s SET status = 'queued', attempts = j.attempts, updated_at = $1 \
+             FROM j WHERE s.id = j.submission_id",
+        )
+        .bind(now())
+        .bind(job_id)
+        .bind(worker)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn add_human_grade(&self, grade: &HumanGrade) -> Result<(), StoreError> {
+        // The EXISTS makes the tenant check part of the insert: another tenant's submission
+        // id inserts nothing and answers NotFound, exactly like a missing one.
+        let done = sqlx::query(
+            "INSERT INTO human_grades (id, tenant_id, submission_id, rater, scores, flags, \
+                 override_reason, comment, created_at) \
+             SELECT $1, $2, $3, $4, $5::jsonb, $6::jsonb, $7, $8, $9 \
+             WHERE EXISTS (SELECT 1 FROM submissions WHERE id = $3 AND tenant_id = $2)",
+        )
+        .bind(&grade.id)
+        .bind(&grade.tenant_id)
+        .bind(&grade.submission_id)
+        .bind(&grade.rater)
+        .bind(to_json(&grade.scores)?)
+        .bind(to_json(&grade.flags)?)
+        .bind(&grade.override_reason)
+        .bind(&grade.comment)
+        .bind(micros(grade.created_at))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| insert_error(e, &format!("human grade {}", grade.id), "submission"))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!(
+                "submission {}",
+                grade.submission_id
+            )));
+        }
+        Ok(())
+    }
+
+    async fn human_grades(
+        &self,
+        tenant_id: &str,
+        submission_id: &str,
+    ) -> Result<Vec<HumanGrade>, StoreError> {
+        sqlx::query(
+            "SELECT id, tenant_id, submission_id, rater, scores::text AS scores, \
+                 flags::text AS flags, override_reason, comment, created_at \
+             FROM human_grades WHERE tenant_id = $1 AND submission_id = $2 \
+             ORDER BY created_at, id",
+        )
+        .bind(tenant_id)
+        .bind(submission_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(human_grade_from_row)
+        .collect()
+    }
+
+    async fn calibration_rows(
+        &self,
+        tenant_id: &str,
+        filter: &CalibrationFilter,
+    ) -> Result<Vec<CalibrationRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT h.submission_id, s.stage, h.rater, h.scores::text AS scores, \
+                 s.report::text AS report, h.created_at \
+             FROM human_grades h \
+             JOIN submissions s ON s.id = h.submission_id AND s.tenant_id = h.tenant_id \
+             WHERE h.tenant_id = $1 AND s.report IS NOT NULL \
+               AND ($2::text IS NULL OR s.stage = $2) \
+               AND ($3::timestamptz IS NULL OR h.created_at >= $3) \
+               AND ($4::timestamptz IS NULL OR h.created_at <= $4) \
+             ORDER BY h.created_at, h.id",
+        )
+        .bind(tenant_id)
+        .bind(filter.stage.map(|s| s.as_str()))
+        .bind(filter.since.map(micros))
+        .bind(filter.until.map(micros))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::new();
+        for row in &rows {
+            let raw = RawCalibration {
+                submission_id: row.try_get("submission_id")?,
+                stage: row.try_get("stage")?,
+                rater: row.try_get("rater")?,
+                scores: row.try_get("scores")?,
+                report: row.try_get("report")?,
+                graded_at: row.try_get("created_at")?,
+            };
+            out.extend(calibration_rows(raw, filter)?);
+        }
+        Ok(out)
+    }
+
+    async fn record_callback(&self, attempt: &CallbackAttempt) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO callbacks (id, tenant_id, submission_id, attempt, status, error, at) \
+             SELECT $1, $2, $3, $4, $5, $6, $7 \
+             WHERE EXISTS (SELECT 1 FROM submissions WHERE id = $3 AND tenant_id = $2)",
+        )
+        .bind(new_id())
+        .bind(&attempt.tenant_id)
+        .bind(&attempt.submission_id)
+        .bind(attempts_to_i32(attempt.attempt, "callback attempt")?)
+        .bind(attempt.status.map(i32::from))
+        .bind(&attempt.error)
+        .bind(micros(attempt.at))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| insert_error(e, "callback attempt", "submission"))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!(
+                "submission {}",
+                attempt.submission_id
+            )));
+        }
+        Ok(())
+    }
+
+    async fn callbacks(
+        &self,
+        tenant_id: &str,
+        submission_id: &str,
+    ) -> Result<Vec<CallbackAttempt>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT tenant_id, submission_id, attempt, status, error, at FROM callbacks \
+             WHERE tenant_id = $1 AND submission_id = $2 ORDER BY attempt, at, id",
+        )
+        .bind(tenant_id)
+        .bind(submission_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let attempt: i32 = r.try_get("attempt")?;
+                let status: Option<i32> = r.try_get("status")?;
+                Ok(CallbackAttempt {
+                    tenant_id: r.try_get("tenant_id")?,
+                    submission_id: r.try_get("submission_id")?,
+                    attempt: to_u32(i64::from(attempt), "callback attempt")?,
+                    status: status
+                        .map(|s| {
+                            u16::try_from(s).map_err(|_| {
+                                StoreError::Corrupt(format!("callback HTTP status {s}"))
+                            })
+                        })
+                        .transpose()?,
+                    error: r.try_get("error")?,
+                    at: r.try_get("at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        insert_audit(&mut *conn, entry).await
+    }
+
+    async fn audit_log(&self, tenant_id: &str, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT tenant_id, actor, action, subject, detail::text AS detail, at \
+             FROM audit_log WHERE tenant_id = $1 ORDER BY id DESC LIMIT $2",
+        )
+        .bind(tenant_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditEntry {
+                    tenant_id: r.try_get("tenant_id")?,
+                    actor: r.try_get("actor")?,
+                    action: r.try_get("action")?,
+                    subject: r.try_get("subject")?,
+                    detail: from_json(r.try_get("detail")?, "audit detail")?,
+                    at: r.try_get("at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn cache_get(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT value FROM response_cache WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get("value")).transpose()?)
+    }
+
+    async fn cache_put(
+        &self,
+        key: &str,
+        prompt_sha256: &str,
+        model: &str,
+        value: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO response_cache (key, prompt_sha256, model, value, created_at) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (key) DO UPDATE SET prompt_sha256 = excluded.prompt_sha256, \
+                 model = excluded.model, value = excluded.value, created_at = excluded.created_at",
+        )
+        .bind(key)
+        .bind(prompt_sha256)
+        .bind(model)
+        .bind(value)
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn cache_purge_prompt(&self, prompt_sha256: &str) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM response_cache WHERE prompt_sha256 = $1")
+            .bind(prompt_sha256)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+}

@@ -1,0 +1,927 @@
+//! The SQLite store: one process, one file, no server to run.
+//!
+//! **Concurrency.** SQLite allows one writer at a time. We open the file in WAL mode (readers
+//! never block the writer nor each other) with `synchronous=NORMAL` (a commit is durable
+//! against a crash of the process; against power loss WAL may lose the last commits, which is
+//! SQLite's documented trade-off for this mode), foreign keys on and a 5 s busy timeout.
+//! Writes go through a pool of exactly **one** connection and every multi-statement write
+//! starts with `BEGIN IMMEDIATE`:
+//! - The single writer connection queues this process's writers fairly in the pool instead of
+//!   letting them race for SQLite's lock and sleep in the busy handler, which is both slower
+//!   and unfair under load.
+//! - `BEGIN IMMEDIATE` takes the write lock when the transaction starts, so a transaction
+//!   never reads under a shared lock and then fails to upgrade (`SQLITE_BUSY` in the middle
+//!   of a transaction, which the busy timeout cannot resolve). It also makes another process
+//!   on the same file (`grader admin` next to `grader serve`) wait up to the busy timeout
+//!   instead of failing.
+//!
+//! Reads use a separate pool of several connections and see the last committed state.
+//! `sqlite::memory:` keeps the whole database in one connection (an in-memory database lives
+//! and dies with its connection), used for both reads and writes.
+//!
+//! Timestamps are TEXT, RFC 3339 UTC with six fractional digits (see `common::ts`).
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
+};
+use sqlx::Row;
+
+use super::common::{
+    calibration_rows, completion_audit, from_json, insert_error, later, new_id, now, parse_role,
+    parse_ts, pending, to_json, to_u32, ts, Migration, RawCalibration, RawSubmission,
+};
+use super::{
+    ApiKeyRecord, AuditEntry, CalibrationFilter, CalibrationRow, CallbackAttempt, HumanGrade,
+    LeasedJob, NewSubmission, Role, Store, StoreError, SubmissionRecord, SubmissionStatus, Tenant,
+    TenantSettings,
+};
+use crate::domain::GradeReport;
+
+/// How long a writer waits for another process's write lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Concurrent readers; WAL lets them all read while the writer writes.
+const READERS: u32 = 4;
+
+/// The embedded migrations, applied in order by [`Store::migrate`].
+static MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "init",
+    sql: include_str!("../../migrations/sqlite/0001_init.sql"),
+}];
+
+/// The columns [`submission_from_row`] reads, in a macro so that every query text stays a
+/// `&'static str` (sqlx only takes static SQL without an explicit assertion).
+macro_rules! submission_cols {
+    () => {
+        "id, tenant_id, stage, status, source, delivery_id, prompt, submission, report, \
+         attempts, error, created_at, updated_at"
+    };
+}
+
+pub struct SqliteStore {
+    /// Exactly one connection: every write in this process goes through it (see module doc).
+    writer: SqlitePool,
+    /// Read-only work; the same pool as `writer` for an in-memory database.
+    reader: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database `url` names: `sqlite://PATH` or
+    /// `sqlite::memory:`. Does not migrate.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Database(format!("invalid SQLite URL {url:?}: {e}")))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        if in_memory {
+            // One connection that never idles out or expires: closing it would drop the data.
+            let pool = SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .test_before_acquire(false)
+                .connect_with(options)
+                .await?;
+            return Ok(SqliteStore {
+                writer: pool.clone(),
+                reader: pool,
+            });
+        }
+        if let Some(parent) = options.get_filename().parent() {
+            if !parent.as_os_str().is_empty() && !parent.exists() {
+                std::fs::create_dir_all(parent).map_err(|e| {
+                    StoreError::Database(format!("cannot create {}: {e}", parent.display()))
+                })?;
+            }
+        }
+        // The writer connects first so that it, not a reader, switches the file to WAL.
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .test_before_acquire(false)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options.clone())
+            .await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(READERS)
+            .test_before_acquire(false)
+            .connect_with(options)
+            .await?;
+        Ok(SqliteStore { writer, reader })
+    }
+
+    /// Starts a write transaction holding SQLite's write lock from the first statement.
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// Whether any job can be leased now, asked on a reader so that idle workers polling the
+    /// queue do not take the write lock (and delay enqueues) for nothing.
+    async fn any_runnable(&self, now: &str) -> Result<bool, StoreError> {
+        let row = sqlx::query(
+            "SELECT 1 FROM jobs WHERE status IN ('queued', 'leased') \
+             AND ((status = 'queued' AND run_at <= $1) OR (status = 'leased' AND lease_until < $1)) \
+             LIMIT 1",
+        )
+        .bind(now)
+        .fetch_optional(&self.reader)
+        .await?;
+        Ok(row.is_some())
+    }
+}
+
+fn submission_from_row(row: &SqliteRow) -> Result<SubmissionRecord, StoreError> {
+    RawSubmission {
+        id: row.try_get("id")?,
+        tenant_id: row.try_get("tenant_id")?,
+        stage: row.try_get("stage")?,
+        status: row.try_get("status")?,
+        source: row.try_get("source")?,
+        delivery_id: row.try_get("delivery_id")?,
+        prompt: row.try_get("prompt")?,
+        submission: row.try_get("submission")?,
+        report: row.try_get("report")?,
+        attempts: row.try_get("attempts")?,
+        error: row.try_get("error")?,
+        created_at: parse_ts(row.try_get("created_at")?)?,
+        updated_at: parse_ts(row.try_get("updated_at")?)?,
+    }
+    .into_record()
+}
+
+fn tenant_from_row(row: &SqliteRow) -> Result<Tenant, StoreError> {
+    let id: String = row.try_get("id")?;
+    Ok(Tenant {
+        settings: from_json(row.try_get("settings")?, &format!("tenant {id} settings"))?,
+        name: row.try_get("name")?,
+        created_at: parse_ts(row.try_get("created_at")?)?,
+        id,
+    })
+}
+
+fn human_grade_from_row(row: &SqliteRow) -> Result<HumanGrade, StoreError> {
+    let id: String = row.try_get("id")?;
+    Ok(HumanGrade {
+        scores: from_json(row.try_get("scores")?, &format!("human grade {id} scores"))?,
+        flags: from_json(row.try_get("flags")?, &format!("human grade {id} flags"))?,
+        tenant_id: row.try_get("tenant_id")?,
+        submission_id: row.try_get("submission_id")?,
+        rater: row.try_get("rater")?,
+        override_reason: row.try_get("override_reason")?,
+        comment: row.try_get("comment")?,
+        created_at: parse_ts(row.try_get("created_at")?)?,
+        id,
+    })
+}
+
+/// Appends one audit entry on `conn`, so that it can join a larger transaction.
+async fn insert_audit(conn: &mut SqliteConnection, e: &AuditEntry) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO audit_log (tenant_id, actor, action, subject, detail, at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&e.tenant_id)
+    .bind(&e.actor)
+    .bind(&e.action)
+    .bind(&e.subject)
+    .bind(to_json(&e.detail)?)
+    .bind(ts(&e.at))
+    .execute(conn)
+    .await
+    .map_err(|err| insert_error(err, "audit entry", "tenant"))?;
+    Ok(())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn migrate(&self) -> Result<(), StoreError> {
+        // BEGIN IMMEDIATE serialises migrators across processes: the second waits for the
+        // first to commit, then finds nothing pending.
+        let mut tx = self.begin_write().await?;
+        sqlx::raw_sql(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (\
+                 version INTEGER PRIMARY KEY, name TEXT NOT NULL, \
+                 checksum TEXT NOT NULL, applied_at TEXT NOT NULL)",
+        )
+        .execute(&mut *tx)
+        .await?;
+        let applied = sqlx::query("SELECT version, checksum FROM schema_migrations")
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get("version")?, r.try_get("checksum")?)))
+            .collect::<Result<Vec<(i64, String)>, sqlx::Error>>()?;
+        for m in pending(MIGRATIONS, &applied)? {
+            sqlx::raw_sql(m.sql)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| StoreError::Migration(format!("{} ({}): {e}", m.version, m.name)))?;
+            sqlx::query(
+                "INSERT INTO schema_migrations (version, name, checksum, applied_at) \
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(m.version)
+            .bind(m.name)
+            .bind(m.checksum())
+            .bind(ts(&now()))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        Ok(())
+    }
+
+    async fn create_tenant(&self, name: &str) -> Result<Tenant, StoreError> {
+        let tenant = Tenant {
+            id: new_id(),
+            name: name.to_string(),
+            settings: TenantSettings::default(),
+            created_at: now(),
+        };
+        sqlx::query("INSERT INTO tenants (id, name, settings, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(&tenant.id)
+            .bind(&tenant.name)
+            .bind(to_json(&tenant.settings)?)
+            .bind(ts(&tenant.created_at))
+            .execute(&self.writer)
+            .await
+            .map_err(|e| insert_error(e, &format!("tenant {name:?}"), "tenant"))?;
+        Ok(tenant)
+    }
+
+    async fn tenant_by_name(&self, name: &str) -> Result<Option<Tenant>, StoreError> {
+        sqlx::query("SELECT id, name, settings, created_at FROM tenants WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.reader)
+            .await?
+            .as_ref()
+            .map(tenant_from_row)
+            .transpose()
+    }
+
+    async fn tenant(&self, id: &str) -> Result<Option<Tenant>, StoreError> {
+        sqlx::query("SELECT id, name, settings, created_at FROM tenants WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?
+            .as_ref()
+            .map(tenant_from_row)
+            .transpose()
+    }
+
+    async fn update_tenant_settings(
+        &self,
+        tenant_id: &str,
+        settings: &TenantSettings,
+    ) -> Result<(), StoreError> {
+        let done = sqlx::query("UPDATE tenants SET settings = $1 WHERE id = $2")
+            .bind(to_json(settings)?)
+            .bind(tenant_id)
+            .execute(&self.writer)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("tenant {tenant_id}")));
+        }
+        Ok(())
+    }
+
+    async fn create_api_key(
+        &self,
+        tenant_id: &str,
+        role: Role,
+        key_hash: &str,
+        prefix: &str,
+    ) -> Result<ApiKeyRecord, StoreError> {
+        let key = ApiKeyRecord {
+            id: new_id(),
+            tenant_id: tenant_id.to_string(),
+            role,
+            prefix: prefix.to_string(),
+            created_at: now(),
+        };
+        sqlx::query(
+            "INSERT INTO api_keys (id, tenant_id, role, key_hash, prefix, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&key.id)
+        .bind(&key.tenant_id)
+        .bind(role.as_str())
+        .bind(key_hash)
+        .bind(&key.prefix)
+        .bind(ts(&key.created_at))
+        .execute(&self.writer)
+        .await
+        .map_err(|e| insert_error(e, "api key", &format!("tenant {tenant_id}")))?;
+        Ok(key)
+    }
+
+    async fn api_key_by_hash(
+        &self,
+        key_hash: &str,
+    ) -> Result<Option<(ApiKeyRecord, Tenant)>, StoreError> {
+        let Some(row) = sqlx::query(
+            "SELECT k.id AS key_id, k.role, k.prefix, k.created_at AS key_created_at, \
+                    t.id, t.name, t.settings, t.created_at \
+             FROM api_keys k JOIN tenants t ON t.id = k.tenant_id \
+             WHERE k.key_hash = $1",
+        )
+        .bind(key_hash)
+        .fetch_optional(&self.reader)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let tenant = tenant_from_row(&row)?;
+        let key = ApiKeyRecord {
+            id: row.try_get("key_id")?,
+            tenant_id: tenant.id.clone(),
+            role: parse_role(row.try_get("role")?)?,
+            prefix: row.try_get("prefix")?,
+            created_at: parse_ts(row.try_get("key_created_at")?)?,
+        };
+        Ok(Some((key, tenant)))
+    }
+
+    async fn set_webhook_secret(
+        &self,
+        tenant_id: &str,
+        source: &str,
+        secret: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO webhook_secrets (tenant_id, source, secret, updated_at) \
+             VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (tenant_id, source) \
+             DO UPDATE SET secret = excluded.secret, updated_at = excluded.updated_at",
+        )
+        .bind(tenant_id)
+        .bind(source)
+        .bind(secret)
+        .bind(ts(&now()))
+        .execute(&self.writer)
+        .await
+        .map_err(|e| insert_error(e, "webhook secret", &format!("tenant {tenant_id}")))?;
+        Ok(())
+    }
+
+    async fn webhook_secret(
+        &self,
+        tenant_id: &str,
+        source: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let row =
+            sqlx::query("SELECT secret FROM webhook_secrets WHERE tenant_id = $1 AND source = $2")
+                .bind(tenant_id)
+                .bind(source)
+                .fetch_optional(&self.reader)
+                .await?;
+        Ok(row.map(|r| r.try_get("secret")).transpose()?)
+    }
+
+    async fn enqueue(&self, new: NewSubmission) -> Result<(SubmissionRecord, bool), StoreError> {
+        let at = now();
+        let at_s = ts(&at);
+        let id = new_id();
+        let body = to_json(&new.submission)?;
+        let mut tx = self.begin_write().await?;
+        // DO NOTHING on the delivery key only: any other constraint still fails loudly.
+        let inserted = sqlx::query(
+            "INSERT INTO submissions (id, tenant_id, stage, status, source, delivery_id, prompt, \
+                 submission, attempts, input_sha256, created_at, updated_at) \
+             VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, 0, $8, $9, $9) \
+             ON CONFLICT (tenant_id, source, delivery_id) DO NOTHING",
+        )
+        .bind(&id)
+        .bind(&new.tenant_id)
+        .bind(new.submission.stage.as_str())
+        .bind(&new.source)
+        .bind(&new.delivery_id)
+        .bind(&new.prompt)
+        .bind(&body)
+        .bind(&new.input_sha256)
+        .bind(&at_s)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| insert_error(e, "submission", &format!("tenant {}", new.tenant_id)))?
+        .rows_affected();
+        if inserted == 0 {
+            // An earlier delivery with this id won; the write lock we hold means it committed.
+            let row = sqlx::query(concat!(
+                "SELECT ",
+                submission_cols!(),
+                " FROM submissions WHERE tenant_id = $1 AND source = $2 AND delivery_id = $3"
+            ))
+            .bind(&new.tenant_id)
+            .bind(&new.source)
+            .bind(&new.delivery_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            tx.rollback().await?;
+            let row = row.ok_or_else(|| {
+                StoreError::Database("delivery id conflicted but no submission was found".into())
+            })?;
+            return Ok((submission_from_row(&row)?, false));
+        }
+        sqlx::query(
+            "INSERT INTO jobs (id, submission_id, tenant_id, status, run_at, attempts, \
+                 created_at, updated_at) \
+             VALUES ($1, $2, $3, 'queued', $4, 0, $4, $4)",
+        )
+        .bind(new_id())
+        .bind(&id)
+        .bind(&new.tenant_id)
+        .bind(&at_s)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let record = SubmissionRecord {
+            id,
+            tenant_id: new.tenant_id,
+            stage: new.submission.stage,
+            status: SubmissionStatus::Queued,
+            source: new.source,
+            delivery_id: new.delivery_id,
+            prompt: new.prompt,
+            submission: new.submission,
+            report: None,
+            attempts: 0,
+            error: None,
+            created_at: at,
+            updated_at: at,
+        };
+        Ok((record, true))
+    }
+
+    async fn submission(
+        &self,
+        tenant_id: &str,
+        id: &str,
+    ) -> Result<Option<SubmissionRecord>, StoreError> {
+        sqlx::query(concat!(
+            "SELECT ",
+            submission_cols!(),
+            " FROM submissions WHERE id = $1 AND tenant_id = $2"
+        ))
+        .bind(id)
+        .bind(tenant_id)
+        .fetch_optional(&self.reader)
+        .await?
+        .as_ref()
+        .map(submission_from_row)
+        .transpose()
+    }
+
+    async fn list_submissions(
+        &self,
+        tenant_id: &str,
+        status: Option<SubmissionStatus>,
+        limit: u32,
+        offset: u32,
+    ) -> Result<Vec<SubmissionRecord>, StoreError> {
+        let rows = match status {
+            Some(status) => {
+                sqlx::query(concat!(
+                    "SELECT ",
+                    submission_cols!(),
+                    " FROM submissions WHERE tenant_id = $1 AND status = $2 \
+                      ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4"
+                ))
+                .bind(tenant_id)
+                .bind(status.as_str())
+                .bind(i64::from(limit))
+                .bind(i64::from(offset))
+                .fetch_all(&self.reader)
+                .await?
+            }
+            None => {
+                sqlx::query(concat!(
+                    "SELECT ",
+                    submission_cols!(),
+                    " FROM submissions WHERE tenant_id = $1 \
+                      ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"
+                ))
+                .bind(tenant_id)
+                .bind(i64::from(limit))
+                .bind(i64::from(offset))
+                .fetch_all(&self.reader)
+                .await?
+            }
+        };
+        rows.iter().map(submission_from_row).collect()
+    }
+
+    async fn lease_job(
+        &self,
+        worker: &str,
+        lease: Duration,
+    ) -> Result<Option<LeasedJob>, StoreError> {
+        let at = now();
+        let at_s = ts(&at);
+        if !self.any_runnable(&at_s).await? {
+            return Ok(None);
+        }
+        let until = later(at, lease);
+        let mut tx = self.begin_write().await?;
+        // Inside BEGIN IMMEDIATE nobody else can write, so choosing and claiming the job in
+        // one statement cannot hand the same job to two workers.
+        let Some(job) = sqlx::query(
+            "UPDATE jobs SET status = 'leased', leased_by = $1, lease_until = $2, \
+                 attempts = attempts + 1, updated_at = $3 \
+             WHERE id = (SELECT id FROM jobs \
+                 WHERE status IN ('queued', 'leased') \
+                   AND ((status = 'queued' AND run_at <= $3) \
+                        OR (status = 'leased' AND lease_until < $3)) \
+                 ORDER BY run_at LIMIT 1) \
+             RETURNING id, submission_id, attempts",
+        )
+        .bind(worker)
+        .bind(ts(&until))
+        .bind(&at_s)
+        .fetch_optional(&mut *tx)
+        .await?
+        else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        let job_id: String = job.try_get("id")?;
+        let submission_id: String = job.try_get("submission_id")?;
+        let attempts: i64 = job.try_get("attempts")?;
+        let row = sqlx::query(concat!(
+            "UPDATE submissions SET status = 'grading', attempts = $1, updated_at = $2 \
+             WHERE id = $3 RETURNING ",
+            submission_cols!()
+        ))
+        .bind(attempts)
+        .bind(&at_s)
+        .bind(&submission_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let submission = submission_from_row(&row)?;
+        tx.commit().await?;
+        Ok(Some(LeasedJob {
+            job_id,
+            submission,
+            attempt: to_u32(attempts, "job attempts")?,
+            worker: worker.to_string(),
+            lease_until: until,
+        }))
+    }
+
+    async fn complete_job(
+        &self,
+        job_id: &str,
+        worker: &str,
+        report: &GradeReport,
+    ) -> Result<bool, StoreError> {
+        let at = now();
+        let at_s = ts(&at);
+        let report_json = to_json(report)?;
+        let mut tx = self.begin_write().await?;
+        let Some(job) = sqlx::query(
+            "UPDATE jobs SET status = 'done', lease_until = NULL, last_error = NULL, \
+                 updated_at = $1 \
+             WHERE id = $2 AND leased_by = $3 AND status = 'leased' \
+             RETURNING submission_id, tenant_id",
+        )
+        .bind(&at_s)
+        .bind(job_id)
+        .bind(worker)
+        .fetch_optional(&mut *tx)
+        .await?
+        else {
+            tx.rollback().await?;
+            return Ok(false);
+        };
+        let submission_id: String = job.try_get("submission_id")?;
+        let tenant_id: String = job.try_get("tenant_id")?;
+        let input_sha256: String = sqlx::query(
+            "UPDATE submissions SET report = $1, status = 'graded', error = NULL, updated_at = $2 \
+             WHERE id = $3 RETURNING input_sha256",
+        )
+        .bind(&report_json)
+        .bind(&at_s)
+        .bind(&submission_id)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("input_sha256")?;
+        let entry = completion_audit(
+            &tenant_id,
+            &submission_id,
+            worker,
+            &input_sha256,
+            report,
+            &report_json,
+            at,
+        );
+        insert_audit(&mut *tx, &entry).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn fail_job(
+        &self,
+        job_id: &str,
+        worker: &str,
+        error: &str,
+        retry_in: Option<Duration>,
+    ) -> Result<(), StoreError> {
+        let at = now();
+        let at_s = ts(&at);
+        let (job_status, submission_status, run_at) = match retry_in {
+            Some(d) => ("queued", "queued", Some(ts(&later(at, d)))),
+            None => ("dead", "dead", None),
+        };
+        let mut tx = self.begin_write().await?;
+        // A queued job has no holder; a dead one keeps the last worker for the record.
+        let Some(job) = sqlx::query(
+            "UPDATE jobs SET status = $1, run_at = COALESCE($2, run_at), \
+                 leased_by = CASE WHEN $1 = 'queued' THEN NULL ELSE leased_by END, \
+                 lease_until = NULL, last_error = $3, updated_at = $4 \
+             WHERE id = $5 AND leased_by = $6 AND status = 'leased' \
+             RETURNING submission_id",
+        )
+        .bind(job_status)
+        .bind(run_at)
+        .bind(error)
+        .bind(&at_s)
+        .bind(job_id)
+        .bind(worker)
+        .fetch_optional(&mut *tx)
+        .await?
+        else {
+            tx.rollback().await?;
+            return Ok(());
+        };
+        let submission_id: String = job.try_get("submission_id")?;
+        sqlx::query(
+            "UPDATE submissions SET status = $1, error = $2, updated_at = $3 WHERE id = $4",
+        )
+        .bind(submission_status)
+        .bind(error)
+        .bind(&at_s)
+        .bind(&submission_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn release_job(&self, job_id: &str, worker: &str) -> Result<(), StoreError> {
+        let at_s = ts(&now());
+        let mut tx = self.begin_write().await?;
+        let Some(job) = sqlx::query(
+            "UPDATE jobs SET status = 'queued', leased_by = NULL, lease_until = NULL, \
+                 attempts = MAX(attempts - 1, 0), updated_at = $1 \
+             WHERE id = $2 AND leased_by = $3 AND status = 'leased' \
+             RETURNING submission_id, attempts",
+        )
+        .bind(&at_s)
+        .bind(job_id)
+        .bind(worker)
+        .fetch_optional(&mut *tx)
+        .await?
+        else {
+            tx.rollback().await?;
+            return Ok(());
+        };
+        let submission_id: String = job.try_get("submission_id")?;
+        let attempts: i64 = job.try_get("attempts")?;
+        sqlx::query(
+            "UPDATE submissions SET status = 'queued', attempts = $1, updated_at = $2 WHERE id = $3",
+        )
+        .bind(attempts)
+        .bind(&at_s)
+        .bind(&submission_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn add_human_grade(&self, grade: &HumanGrade) -> Result<(), StoreError> {
+        // The EXISTS makes the tenant check part of the insert: another tenant's submission
+        // id inserts nothing and answers NotFound, exactly like a missing one.
+        let done = sqlx::query(
+            "INSERT INTO human_grades (id, tenant_id, submission_id, rater, scores, flags, \
+                 override_reason, comment, created_at) \
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 \
+             WHERE EXISTS (SELECT 1 FROM submissions WHERE id = $3 AND tenant_id = $2)",
+        )
+        .bind(&grade.id)
+        .bind(&grade.tenant_id)
+        .bind(&grade.submission_id)
+        .bind(&grade.rater)
+        .bind(to_json(&grade.scores)?)
+        .bind(to_json(&grade.flags)?)
+        .bind(&grade.override_reason)
+        .bind(&grade.comment)
+        .bind(ts(&grade.created_at))
+        .execute(&self.writer)
+        .await
+        .map_err(|e| insert_error(e, &format!("human grade {}", grade.id), "submission"))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!(
+                "submission {}",
+                grade.submission_id
+            )));
+        }
+        Ok(())
+    }
+
+    async fn human_grades(
+        &self,
+        tenant_id: &str,
+        submission_id: &str,
+    ) -> Result<Vec<HumanGrade>, StoreError> {
+        sqlx::query(
+            "SELECT id, tenant_id, submission_id, rater, scores, flags, override_reason, \
+                 comment, created_at \
+             FROM human_grades WHERE tenant_id = $1 AND submission_id = $2 \
+             ORDER BY created_at, id",
+        )
+        .bind(tenant_id)
+        .bind(submission_id)
+        .fetch_all(&self.reader)
+        .await?
+        .iter()
+        .map(human_grade_from_row)
+        .collect()
+    }
+
+    async fn calibration_rows(
+        &self,
+        tenant_id: &str,
+        filter: &CalibrationFilter,
+    ) -> Result<Vec<CalibrationRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT h.submission_id, s.stage, h.rater, h.scores, s.report, h.created_at \
+             FROM human_grades h \
+             JOIN submissions s ON s.id = h.submission_id AND s.tenant_id = h.tenant_id \
+             WHERE h.tenant_id = $1 AND s.report IS NOT NULL \
+               AND ($2 IS NULL OR s.stage = $2) \
+               AND ($3 IS NULL OR h.created_at >= $3) \
+               AND ($4 IS NULL OR h.created_at <= $4) \
+             ORDER BY h.created_at, h.id",
+        )
+        .bind(tenant_id)
+        .bind(filter.stage.map(|s| s.as_str()))
+        .bind(filter.since.as_ref().map(ts))
+        .bind(filter.until.as_ref().map(ts))
+        .fetch_all(&self.reader)
+        .await?;
+        let mut out = Vec::new();
+        for row in &rows {
+            let raw = RawCalibration {
+                submission_id: row.try_get("submission_id")?,
+                stage: row.try_get("stage")?,
+                rater: row.try_get("rater")?,
+                scores: row.try_get("scores")?,
+                report: row.try_get("report")?,
+                graded_at: parse_ts(row.try_get("created_at")?)?,
+            };
+            out.extend(calibration_rows(raw, filter)?);
+        }
+        Ok(out)
+    }
+
+    async fn record_callback(&self, attempt: &CallbackAttempt) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO callbacks (id, tenant_id, submission_id, attempt, status, error, at) \
+             SELECT $1, $2, $3, $4, $5, $6, $7 \
+             WHERE EXISTS (SELECT 1 FROM submissions WHERE id = $3 AND tenant_id = $2)",
+        )
+        .bind(new_id())
+        .bind(&attempt.tenant_id)
+        .bind(&attempt.submission_id)
+        .bind(i64::from(attempt.attempt))
+        .bind(attempt.status.map(i64::from))
+        .bind(&attempt.error)
+        .bind(ts(&attempt.at))
+        .execute(&self.writer)
+        .await
+        .map_err(|e| insert_error(e, "callback attempt", "submission"))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!(
+                "submission {}",
+                attempt.submission_id
+            )));
+        }
+        Ok(())
+    }
+
+    async fn callbacks(
+        &self,
+        tenant_id: &str,
+        submission_id: &str,
+    ) -> Result<Vec<CallbackAttempt>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT tenant_id, submission_id, attempt, status, error, at FROM callbacks \
+             WHERE tenant_id = $1 AND submission_id = $2 ORDER BY attempt, at, id",
+        )
+        .bind(tenant_id)
+        .bind(submission_id)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let status: Option<i64> = r.try_get("status")?;
+                Ok(CallbackAttempt {
+                    tenant_id: r.try_get("tenant_id")?,
+                    submission_id: r.try_get("submission_id")?,
+                    attempt: to_u32(r.try_get("attempt")?, "callback attempt")?,
+                    status: status
+                        .map(|s| {
+                            u16::try_from(s).map_err(|_| {
+                                StoreError::Corrupt(format!("callback HTTP status {s}"))
+                            })
+                        })
+                        .transpose()?,
+                    error: r.try_get("error")?,
+                    at: parse_ts(r.try_get("at")?)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        let mut conn = self.writer.acquire().await?;
+        insert_audit(&mut *conn, entry).await
+    }
+
+    async fn audit_log(&self, tenant_id: &str, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT tenant_id, actor, action, subject, detail, at FROM audit_log \
+             WHERE tenant_id = $1 ORDER BY id DESC LIMIT $2",
+        )
+        .bind(tenant_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditEntry {
+                    tenant_id: r.try_get("tenant_id")?,
+                    actor: r.try_get("actor")?,
+                    action: r.try_get("action")?,
+                    subject: r.try_get("subject")?,
+                    detail: from_json(r.try_get("detail")?, "audit detail")?,
+                    at: parse_ts(r.try_get("at")?)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn cache_get(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT value FROM response_cache WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(row.map(|r| r.try_get("value")).transpose()?)
+    }
+
+    async fn cache_put(
+        &self,
+        key: &str,
+        prompt_sha256: &str,
+        model: &str,
+        value: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO response_cache (key, prompt_sha256, model, value, created_at) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (key) DO UPDATE SET prompt_sha256 = excluded.prompt_sha256, \
+                 model = excluded.model, value = excluded.value, created_at = excluded.created_at",
+        )
+        .bind(key)
+        .bind(prompt_sha256)
+        .bind(model)
+        .bind(value)
+        .bind(ts(&now()))
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn cache_purge_prompt(&self, prompt_sha256: &str) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM response_cache WHERE prompt_sha256 = $1")
+            .bind(prompt_sha256)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected())
+    }
+}
