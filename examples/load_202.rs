@@ -8,7 +8,12 @@
 //! ```text
 //! cargo run --release --example load_202 -- [--db sqlite|postgres://...] [--route webhook|submissions]
 //!                                           [--concurrency 64] [--requests 20000]
+//!                                           [--transcript FILE]
 //! ```
+//!
+//! The default transcript is `examples/transcripts/system_design_strong.txt` (45 speaker-
+//! labelled lines, 11 KB): the server parses and validates it before answering, as it must
+//! to refuse bad input with nothing stored.
 //!
 //! `--db sqlite` (default) uses a new file in a temporary directory; a PostgreSQL URL must
 //! name an existing database (a fresh one: `createdb grader_load`). `--route webhook` posts
@@ -30,6 +35,7 @@ const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 struct Args {
     db: String,
+    transcript: Option<String>,
     route: String,
     concurrency: usize,
     requests: usize,
@@ -38,6 +44,7 @@ struct Args {
 fn args() -> Result<Args, String> {
     let mut a = Args {
         db: "sqlite".into(),
+        transcript: None,
         route: "webhook".into(),
         concurrency: 64,
         requests: 20_000,
@@ -47,6 +54,7 @@ fn args() -> Result<Args, String> {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {
             "--db" => a.db = value()?,
+            "--transcript" => a.transcript = Some(value()?),
             "--route" => a.route = value()?,
             "--concurrency" => a.concurrency = value()?.parse().map_err(|e| format!("{e}"))?,
             "--requests" => a.requests = value()?.parse().map_err(|e| format!("{e}"))?,
@@ -83,9 +91,11 @@ async fn main() {
         a.db.clone()
     };
     let store = store::open(&url).await.expect("open the database");
-    let mut cfg = Config::default();
-    cfg.database_url = url.clone();
-    cfg.prompts_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts");
+    let mut cfg = Config {
+        database_url: url.clone(),
+        prompts_dir: std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts"),
+        ..Default::default()
+    };
     cfg.service.workers = 0;
     let registry = Registry::load(&cfg.prompts_dir).expect("prompts");
     let judge = Judge::offline(JudgeSettings::from_config(&cfg, None));
@@ -124,11 +134,29 @@ async fn main() {
         grader::cli::serve::wait_for(rx),
     ));
 
-    let transcript = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("examples/transcripts/system_design_strong.txt"),
-    )
-    .expect("transcript");
+    let transcript_path = a
+        .transcript
+        .clone()
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("examples/transcripts/system_design_strong.txt")
+        });
+    let transcript = std::fs::read_to_string(&transcript_path).expect("read the transcript");
+    // What the server must spend per request just to validate the transcript, for reading
+    // the figures: the parse runs inside every 202.
+    let limits = grader::ingest::Limits::default();
+    let runs = 200;
+    let t0 = Instant::now();
+    for _ in 0..runs {
+        grader::ingest::parse(transcript.as_bytes(), None, &limits).expect("the transcript parses");
+    }
+    let parse_us = t0.elapsed().as_secs_f64() * 1e6 / f64::from(runs);
+    eprintln!(
+        "transcript {} ({} bytes): ingest::parse takes {parse_us:.0} µs per request",
+        transcript_path.display(),
+        transcript.len()
+    );
     let body = serde_json::json!({"stage": "system_design", "transcript": transcript})
         .to_string()
         .into_bytes();
@@ -173,7 +201,12 @@ async fn main() {
     let warmup = a.requests.min(500);
     for n in 0..warmup {
         let r = send(usize::MAX - n).await.expect("warm-up request");
-        assert_eq!(r.status(), 202, "warm-up: {}", r.text().await.unwrap_or_default());
+        assert_eq!(
+            r.status(),
+            202,
+            "warm-up: {}",
+            r.text().await.unwrap_or_default()
+        );
     }
 
     let next = Arc::new(AtomicUsize::new(0));
@@ -200,7 +233,11 @@ async fn main() {
                         }
                         Ok(r) => {
                             if errors.fetch_add(1, Ordering::Relaxed) < 3 {
-                                eprintln!("HTTP {}: {}", r.status(), r.text().await.unwrap_or_default());
+                                eprintln!(
+                                    "HTTP {}: {}",
+                                    r.status(),
+                                    r.text().await.unwrap_or_default()
+                                );
                             }
                         }
                         Err(e) => {
@@ -229,7 +266,11 @@ async fn main() {
     let _ = tx.send(true);
     let _ = server.await;
 
-    let backend = if url.starts_with("sqlite") { "sqlite" } else { "postgres" };
+    let backend = if url.starts_with("sqlite") {
+        "sqlite"
+    } else {
+        "postgres"
+    };
     println!(
         "{backend} {route}: {ok} x 202 in {:.2}s = {:.0} req/s (concurrency {c}, errors {e}); \
          latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; stored {stored} (incl. {warmup} warm-up)",

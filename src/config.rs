@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::llm::ratelimit::ModelLimits;
 use crate::llm::ModelConfig;
 
 #[derive(Debug, thiserror::Error)]
@@ -188,6 +189,158 @@ impl Default for EvalConfig {
     }
 }
 
+/// One model name, or a chain: the primary first, then the fallbacks tried in order when it
+/// fails (after its retries) or its circuit breaker is open.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ModelChain {
+    One(String),
+    Chain(Vec<String>),
+}
+
+impl ModelChain {
+    pub fn names(&self) -> Vec<&str> {
+        match self {
+            ModelChain::One(n) => vec![n.as_str()],
+            ModelChain::Chain(v) => v.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+/// A cascade route, `[routes.default]` or `[routes.<stage>]`: grade with the cheap tier first
+/// and escalate to the strong tier when a rule fires. A stage's route inherits every field it
+/// leaves out from `default`; a field left out everywhere takes the default named below.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RouteConfig {
+    /// The cheap tier's model (or chain); default: `judge.model`, else the first `[[models]]`.
+    pub cheap: Option<ModelChain>,
+    /// The strong tier's model (or chain); none = no escalation (rules only add review reasons).
+    pub strong: Option<ModelChain>,
+    /// Samples of the cheap tier (default `judge.samples`). Disagreement needs at least 2, and
+    /// a temperature above 0 to mean anything.
+    pub cheap_samples: Option<u32>,
+    /// Samples of the strong tier (default 1).
+    pub strong_samples: Option<u32>,
+    /// Escalate when the cheap samples of any dimension span at least this many points
+    /// (max - min; default 2; 0 disables).
+    pub escalate_spread: Option<u8>,
+    /// Escalate when any dimension's sample agreement (confidence) is below this (default:
+    /// off). Only with 2 or more samples: one sample carries no agreement information.
+    pub escalate_below_confidence: Option<f64>,
+    /// How many dimensions must disagree (by `escalate_spread` or
+    /// `escalate_below_confidence`) before the grading escalates (default 1: any). With many
+    /// dimensions, one noisy dimension out of seven says little about the whole grading.
+    pub escalate_min_dimensions: Option<u32>,
+    /// Escalate when any cheap sample raises a high-severity red flag (default true).
+    pub escalate_on_red_flag: Option<bool>,
+    /// Escalate when the cheap tier's output was invalid (unscored) (default true).
+    pub escalate_on_invalid: Option<bool>,
+    /// Send prompts longer than this many tokens straight to the strong tier (default: off).
+    pub escalate_above_tokens: Option<u64>,
+    /// Mark the stage hard: straight to the strong tier (default false).
+    pub hard: Option<bool>,
+}
+
+impl RouteConfig {
+    /// `self` with every unset field taken from `base`.
+    pub fn over(&self, base: &RouteConfig) -> RouteConfig {
+        RouteConfig {
+            cheap: self.cheap.clone().or_else(|| base.cheap.clone()),
+            strong: self.strong.clone().or_else(|| base.strong.clone()),
+            cheap_samples: self.cheap_samples.or(base.cheap_samples),
+            strong_samples: self.strong_samples.or(base.strong_samples),
+            escalate_spread: self.escalate_spread.or(base.escalate_spread),
+            escalate_below_confidence: self
+                .escalate_below_confidence
+                .or(base.escalate_below_confidence),
+            escalate_min_dimensions: self
+                .escalate_min_dimensions
+                .or(base.escalate_min_dimensions),
+            escalate_on_red_flag: self.escalate_on_red_flag.or(base.escalate_on_red_flag),
+            escalate_on_invalid: self.escalate_on_invalid.or(base.escalate_on_invalid),
+            escalate_above_tokens: self.escalate_above_tokens.or(base.escalate_above_tokens),
+            hard: self.hard.or(base.hard),
+        }
+    }
+}
+
+/// The response cache: L1 in-process (moka, weighed by bytes) in front of the store's L2.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Serve identical model calls from the cache and coalesce concurrent ones (default true).
+    pub enabled: bool,
+    /// Upper bound of the L1's size in bytes (serialized judgments plus keys).
+    pub l1_max_bytes: u64,
+    /// How long an L1 entry lives. The L2 keeps entries until purged: a key changes whenever
+    /// anything that could change the answer changes, so an old entry is never wrong.
+    pub l1_ttl_secs: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            enabled: true,
+            l1_max_bytes: 64 * 1024 * 1024,
+            l1_ttl_secs: 3600,
+        }
+    }
+}
+
+/// The circuit breaker every model gets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BreakerConfig {
+    /// Consecutive failed calls (after retries) that open a model's breaker; 0 disables.
+    pub failures: u32,
+    /// Seconds an open breaker refuses calls before a half-open probe.
+    pub cooldown_secs: u64,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        BreakerConfig {
+            failures: 5,
+            cooldown_secs: 30,
+        }
+    }
+}
+
+/// One tenant's own caps, overriding `budgets.tenant_*` (`[budgets.tenants."<tenant id>"]`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TenantBudget {
+    pub daily_usd: Option<f64>,
+    pub monthly_usd: Option<f64>,
+}
+
+/// Spending caps in USD per UTC day and calendar month, for all tenants together (`global_*`)
+/// and for each tenant (`tenant_*`, or its own entry under `tenants`). When one is exhausted,
+/// gradings fall back to the offline judge with `needs_review` and the reason. None = no cap.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BudgetConfig {
+    pub global_daily_usd: Option<f64>,
+    pub global_monthly_usd: Option<f64>,
+    pub tenant_daily_usd: Option<f64>,
+    pub tenant_monthly_usd: Option<f64>,
+    pub tenants: BTreeMap<String, TenantBudget>,
+}
+
+impl BudgetConfig {
+    pub fn is_unlimited(&self) -> bool {
+        self.global_daily_usd.is_none()
+            && self.global_monthly_usd.is_none()
+            && self.tenant_daily_usd.is_none()
+            && self.tenant_monthly_usd.is_none()
+            && self
+                .tenants
+                .values()
+                .all(|t| t.daily_usd.is_none() && t.monthly_usd.is_none())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -200,6 +353,15 @@ pub struct Config {
     pub stages: BTreeMap<String, StageConfig>,
     pub service: ServiceConfig,
     pub eval: EvalConfig,
+    /// Cascade routes: `default` and per stage.
+    pub routes: BTreeMap<String, RouteConfig>,
+    pub cache: CacheConfig,
+    pub breaker: BreakerConfig,
+    pub budgets: BudgetConfig,
+    /// RPM/TPM per model name, read from `rpm`/`tpm` in the `[[models]]` entries (kept out of
+    /// `ModelConfig` so the provider layer stays unaware of them).
+    #[serde(skip)]
+    pub model_limits: BTreeMap<String, ModelLimits>,
 }
 
 impl Default for Config {
@@ -214,6 +376,11 @@ impl Default for Config {
             stages: BTreeMap::new(),
             service: ServiceConfig::default(),
             eval: EvalConfig::default(),
+            routes: BTreeMap::new(),
+            cache: CacheConfig::default(),
+            breaker: BreakerConfig::default(),
+            budgets: BudgetConfig::default(),
+            model_limits: BTreeMap::new(),
         }
     }
 }
@@ -251,11 +418,18 @@ impl Config {
         text: Option<&str>,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
+        let parse_error = |message: String| ConfigError::Parse {
+            path: path.unwrap_or(Path::new("grader.toml")).to_path_buf(),
+            message,
+        };
         let mut cfg: Config = match text {
-            Some(t) => toml::from_str(t).map_err(|e| ConfigError::Parse {
-                path: path.unwrap_or(Path::new("grader.toml")).to_path_buf(),
-                message: e.to_string(),
-            })?,
+            Some(t) => {
+                let (text, limits) = split_model_limits(t).map_err(parse_error)?;
+                let mut cfg: Config =
+                    toml::from_str(&text).map_err(|e| parse_error(e.to_string()))?;
+                cfg.model_limits = limits;
+                cfg
+            }
             None => Config::default(),
         };
         cfg.apply_env(env)?;
@@ -371,6 +545,7 @@ impl Config {
                 )));
             }
         }
+        self.validate_routing()?;
         let mut seen = std::collections::BTreeSet::new();
         for m in &self.models {
             if !seen.insert(&m.name) {
@@ -390,6 +565,171 @@ impl Config {
             None => self.models.first(),
         }
     }
+
+    /// The `[[models]]` entry named `name`.
+    pub fn model(&self, name: &str) -> Option<&ModelConfig> {
+        self.models.iter().find(|m| m.name == name)
+    }
+
+    /// The route a stage grades with: its own `[routes.<stage>]` over `[routes.default]`.
+    /// `None` when no routes are configured (the single `judge.model` grades everything).
+    pub fn route_for(&self, stage: &str) -> Option<RouteConfig> {
+        if self.routes.is_empty() {
+            return None;
+        }
+        let default = self.routes.get("default").cloned().unwrap_or_default();
+        Some(match self.routes.get(stage) {
+            Some(r) => r.over(&default),
+            None => default,
+        })
+    }
+
+    fn validate_routing(&self) -> Result<(), ConfigError> {
+        let known = |name: &str, at: &str| -> Result<(), ConfigError> {
+            if self.model(name).is_some() {
+                return Ok(());
+            }
+            Err(ConfigError::Invalid(format!(
+                "{at} names model {name:?}, but no [[models]] entry has that name (have: {})",
+                self.models
+                    .iter()
+                    .map(|m| m.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )))
+        };
+        for (key, route) in &self.routes {
+            if key != "default" {
+                key.parse::<crate::domain::Stage>().map_err(|e| {
+                    ConfigError::Invalid(format!("[routes.{key}]: {e} (or `default`)"))
+                })?;
+            }
+            for (tier, chain) in [("cheap", &route.cheap), ("strong", &route.strong)] {
+                if let Some(chain) = chain {
+                    if chain.names().is_empty() {
+                        return Err(ConfigError::Invalid(format!(
+                            "[routes.{key}] {tier} is an empty list"
+                        )));
+                    }
+                    for n in chain.names() {
+                        known(n, &format!("[routes.{key}] {tier}"))?;
+                    }
+                }
+            }
+            for (field, v) in [
+                ("cheap_samples", route.cheap_samples),
+                ("strong_samples", route.strong_samples),
+            ] {
+                if let Some(v) = v {
+                    if v == 0 || v > 15 {
+                        return Err(ConfigError::Invalid(format!(
+                            "[routes.{key}] {field} must be between 1 and 15, got {v}"
+                        )));
+                    }
+                }
+            }
+            if let Some(c) = route.escalate_below_confidence {
+                if !(0.0..=1.0).contains(&c) {
+                    return Err(ConfigError::Invalid(format!(
+                        "[routes.{key}] escalate_below_confidence must be between 0 and 1, got {c}"
+                    )));
+                }
+            }
+        }
+        if !self.routes.is_empty() && self.models.is_empty() {
+            return Err(ConfigError::Invalid(
+                "[routes] are configured but there are no [[models]]".into(),
+            ));
+        }
+        for name in self.model_limits.keys() {
+            known(name, "rpm/tpm")?;
+        }
+        if self.cache.enabled && self.cache.l1_max_bytes == 0 {
+            return Err(ConfigError::Invalid(
+                "cache.l1_max_bytes must be > 0 (or set cache.enabled = false)".into(),
+            ));
+        }
+        let b = &self.budgets;
+        let mut caps = vec![
+            ("budgets.global_daily_usd".to_string(), b.global_daily_usd),
+            (
+                "budgets.global_monthly_usd".to_string(),
+                b.global_monthly_usd,
+            ),
+            ("budgets.tenant_daily_usd".to_string(), b.tenant_daily_usd),
+            (
+                "budgets.tenant_monthly_usd".to_string(),
+                b.tenant_monthly_usd,
+            ),
+        ];
+        for (t, tb) in &b.tenants {
+            caps.push((format!("budgets.tenants.{t}.daily_usd"), tb.daily_usd));
+            caps.push((format!("budgets.tenants.{t}.monthly_usd"), tb.monthly_usd));
+        }
+        for (name, cap) in caps {
+            if let Some(v) = cap {
+                if !v.is_finite() || v < 0.0 {
+                    return Err(ConfigError::Invalid(format!(
+                        "{name} must be a non-negative number of USD, got {v}"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Takes `rpm` and `tpm` out of the `[[models]]` entries (they are limits of ours, not part
+/// of the provider's `ModelConfig`, which rejects unknown keys) and returns the remaining text
+/// with the limits by model name. Text without them is returned unchanged, so the usual
+/// parse errors keep pointing at the right line.
+fn split_model_limits(
+    text: &str,
+) -> Result<(std::borrow::Cow<'_, str>, BTreeMap<String, ModelLimits>), String> {
+    let mut limits = BTreeMap::new();
+    if !(text.contains("rpm") || text.contains("tpm")) {
+        return Ok((std::borrow::Cow::Borrowed(text), limits));
+    }
+    let mut table: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
+    let Some(toml::Value::Array(models)) = table.get_mut("models") else {
+        return Ok((std::borrow::Cow::Borrowed(text), limits));
+    };
+    let mut changed = false;
+    for m in models.iter_mut() {
+        let Some(entry) = m.as_table_mut() else {
+            continue;
+        };
+        let name = entry
+            .get("name")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string();
+        let mut l = ModelLimits::default();
+        for key in ["rpm", "tpm"] {
+            if let Some(v) = entry.remove(key) {
+                changed = true;
+                let n = v.as_integer().filter(|n| *n > 0).ok_or_else(|| {
+                    format!("[[models]] {name:?}: {key} must be a positive integer, got {v}")
+                })?;
+                if key == "rpm" {
+                    l.rpm = Some(
+                        u32::try_from(n)
+                            .map_err(|_| format!("[[models]] {name:?}: rpm {n} is too large"))?,
+                    );
+                } else {
+                    l.tpm = Some(n as u64);
+                }
+            }
+        }
+        if !l.is_unlimited() {
+            limits.insert(name, l);
+        }
+    }
+    if !changed {
+        return Ok((std::borrow::Cow::Borrowed(text), limits));
+    }
+    let text = toml::to_string(&table).map_err(|e| e.to_string())?;
+    Ok((std::borrow::Cow::Owned(text), limits))
 }
 
 #[cfg(test)]
@@ -436,6 +776,73 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("GRADER_SAMPLES"), "{err}");
+    }
+
+    #[test]
+    fn routes_budgets_and_model_limits_parse_and_are_checked() {
+        let text = r#"
+[[models]]
+name = "mini"
+model = "gpt-4o-mini"
+rpm = 500
+tpm = 200000
+
+[[models]]
+name = "big"
+model = "gpt-4o"
+
+[[models]]
+name = "big-b"
+model = "gpt-4o"
+base_url = "http://127.0.0.1:9/v1"
+
+[routes.default]
+cheap = "mini"
+strong = ["big", "big-b"]
+cheap_samples = 3
+
+[routes.system_design]
+hard = true
+
+[budgets]
+tenant_daily_usd = 5.0
+[budgets.tenants.acme]
+monthly_usd = 100.0
+"#;
+        let c = Config::from_sources(None, Some(text), &env_of(&[])).unwrap();
+        assert_eq!(
+            c.model_limits.get("mini"),
+            Some(&ModelLimits {
+                rpm: Some(500),
+                tpm: Some(200_000)
+            })
+        );
+        assert_eq!(c.model("mini").unwrap().model, "gpt-4o-mini");
+        let r = c.route_for("system_design").unwrap();
+        assert_eq!(r.hard, Some(true));
+        assert_eq!(r.cheap_samples, Some(3), "inherited from default");
+        assert_eq!(r.strong.unwrap().names(), vec!["big", "big-b"]);
+        assert_eq!(c.route_for("hands_on").unwrap().hard, None);
+        assert_eq!(c.budgets.tenants["acme"].monthly_usd, Some(100.0));
+        assert!(!c.budgets.is_unlimited());
+
+        let bad = text.replace("strong = [\"big\", \"big-b\"]", "strong = \"huge\"");
+        let err = Config::from_sources(None, Some(&bad), &env_of(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("huge"), "{err}");
+        let bad = text.replace("rpm = 500", "rpm = -1");
+        let err = Config::from_sources(None, Some(&bad), &env_of(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("rpm"), "{err}");
+        let bad = text.replace("[routes.system_design]", "[routes.design]");
+        let err = Config::from_sources(None, Some(&bad), &env_of(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("design"), "{err}");
+        let bad = text.replace("tenant_daily_usd = 5.0", "tenant_daily_usd = -5.0");
+        assert!(Config::from_sources(None, Some(&bad), &env_of(&[])).is_err());
     }
 
     #[test]

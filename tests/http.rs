@@ -78,7 +78,10 @@ async fn json_of(resp: reqwest::Response) -> (u16, Value) {
 fn assert_error(status: u16, v: &Value, want_status: u16, want_code: &str) -> String {
     assert_eq!(status, want_status, "status for {want_code}: {v}");
     assert_eq!(v["error"]["code"], want_code, "{v}");
-    let msg = v["error"]["message"].as_str().unwrap_or_default().to_string();
+    let msg = v["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     assert!(!msg.is_empty(), "error without message: {v}");
     msg
 }
@@ -114,7 +117,9 @@ async fn sync_grade_returns_a_report_and_audits_it() {
     assert_eq!(report["stage"], "system_design");
     assert_eq!(report["judge"]["model"], "offline");
     assert!(report["scores"].as_array().is_some_and(|s| !s.is_empty()));
-    assert!(report["prompt"]["sha256"].as_str().is_some_and(|s| s.len() == 64));
+    assert!(report["prompt"]["sha256"]
+        .as_str()
+        .is_some_and(|s| s.len() == 64));
     let audit = t.store.audit_log(&tenant.id, 10).await.expect("audit");
     assert!(audit.iter().any(|e| e.action == "grading.completed"
         && e.subject.as_deref() == report["id"].as_str()
@@ -132,7 +137,9 @@ async fn sync_grade_returns_a_report_and_audits_it() {
 async fn async_submission_is_queued_then_graded(backend: Backend) {
     let t = TestApp::spawn(backend).await;
     let (tenant, key) = t.tenant_with_key("acme", Role::Ingest).await;
-    let resp = t.post_json("/v1/submissions", &key, &submission_body()).await;
+    let resp = t
+        .post_json("/v1/submissions", &key, &submission_body())
+        .await;
     let location = resp
         .headers()
         .get("location")
@@ -142,9 +149,17 @@ async fn async_submission_is_queued_then_graded(backend: Backend) {
     assert_eq!(status, 202, "{v}");
     let id = v["id"].as_str().expect("id").to_string();
     assert_eq!(v["status"], "queued");
-    assert_eq!(location.as_deref(), Some(format!("/v1/submissions/{id}").as_str()));
+    assert_eq!(
+        location.as_deref(),
+        Some(format!("/v1/submissions/{id}").as_str())
+    );
     // Answered only after the commit: the store has it at once.
-    let rec = t.store.submission(&tenant.id, &id).await.expect("read").expect("stored");
+    let rec = t
+        .store
+        .submission(&tenant.id, &id)
+        .await
+        .expect("read")
+        .expect("stored");
     assert_eq!(rec.source, "api");
     let graded = t.wait_graded(&key, &id).await;
     assert_eq!(graded["report"]["stage"], "system_design");
@@ -182,7 +197,11 @@ async fn idempotency_key_answers_the_same_submission_graded_once(backend: Backen
     assert_eq!(third["status"], "graded");
     assert_eq!(count_submissions(&t, &tenant.id).await, 1);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(completions(&t, &tenant.id, &id).await, 1, "graded exactly once");
+    assert_eq!(
+        completions(&t, &tenant.id, &id).await,
+        1,
+        "graded exactly once"
+    );
     // A bad key is refused before anything is stored.
     let resp = t
         .client
@@ -210,7 +229,10 @@ fn lever_body(secret: &str, token: &str, triggered_ms: i64, fixture: &str) -> Ve
     let mut v: Value = serde_json::from_slice(&ats_data(fixture)).expect("lever fixture");
     v["triggeredAt"] = json!(triggered_ms);
     v["token"] = json!(token);
-    v["signature"] = json!(hex_hmac(secret, format!("{token}{triggered_ms}").as_bytes()));
+    v["signature"] = json!(hex_hmac(
+        secret,
+        format!("{token}{triggered_ms}").as_bytes()
+    ));
     serde_json::to_vec(&v).expect("serialize")
 }
 
@@ -333,14 +355,26 @@ async fn webhooks_valid_invalid_stale_and_replayed_per_source(backend: Backend) 
         assert_eq!(again["id"].as_str(), Some(id.as_str()), "{source}");
         assert_eq!(again["duplicate"], true, "{source}");
         tokio::time::sleep(Duration::from_millis(100)).await;
-        assert_eq!(completions(&t, &tenant.id, &id).await, 1, "{source} graded once");
-        assert_eq!(count_submissions(&t, &tenant.id).await, before + 1, "{source}");
+        assert_eq!(
+            completions(&t, &tenant.id, &id).await,
+            1,
+            "{source} graded once"
+        );
+        assert_eq!(
+            count_submissions(&t, &tenant.id).await,
+            before + 1,
+            "{source}"
+        );
 
         // Stale: a signed timestamp older than the tolerance (sources that sign one).
         if matches!(source, "lever" | "standard") {
             let (status, v) = deliver(&t, "acme", source, &signed(source, 3_600)).await;
             assert_error(status, &v, 401, "stale_delivery");
-            assert_eq!(count_submissions(&t, &tenant.id).await, before + 1, "{source}");
+            assert_eq!(
+                count_submissions(&t, &tenant.id).await,
+                before + 1,
+                "{source}"
+            );
         }
     }
     // The metrics saw every source.
@@ -355,7 +389,9 @@ async fn webhooks_valid_invalid_stale_and_replayed_per_source(backend: Backend) 
         .expect("text");
     for source in ["greenhouse", "ashby", "lever", "standard"] {
         assert!(
-            text.contains(&format!("grader_submissions_enqueued_total{{source=\"{source}\"}} 1")),
+            text.contains(&format!(
+                "grader_submissions_enqueued_total{{source=\"{source}\"}} 1"
+            )),
             "{text}"
         );
     }
@@ -375,12 +411,20 @@ async fn webhook_pings_unknown_sources_and_unconfigured_tenants(backend: Backend
     assert_eq!((status, &v["ping"]), (200, &json!(true)), "{v}");
     let ab = ats_data("ashby/ping.json");
     let ping = Signed {
-        headers: vec![("ashby-signature", format!("sha256={}", hex_hmac(ASHBY_SECRET, &ab)))],
+        headers: vec![(
+            "ashby-signature",
+            format!("sha256={}", hex_hmac(ASHBY_SECRET, &ab)),
+        )],
         body: ab,
     };
     assert_eq!(deliver(&t, "acme", "ashby", &ping).await.0, 200);
     let lever = Signed {
-        body: lever_body(LEVER_SECRET, "tok-ping", Utc::now().timestamp_millis(), "lever/ping.json"),
+        body: lever_body(
+            LEVER_SECRET,
+            "tok-ping",
+            Utc::now().timestamp_millis(),
+            "lever/ping.json",
+        ),
         headers: vec![],
     };
     assert_eq!(deliver(&t, "acme", "lever", &lever).await.0, 200);
@@ -390,7 +434,10 @@ async fn webhook_pings_unknown_sources_and_unconfigured_tenants(backend: Backend
         headers: vec![
             ("webhook-id", "msg_ping".into()),
             ("webhook-timestamp", ts.to_string()),
-            ("webhook-signature", ats::sign_standard(STD_SECRET, "msg_ping", ts, &body)),
+            (
+                "webhook-signature",
+                ats::sign_standard(STD_SECRET, "msg_ping", ts, &body),
+            ),
         ],
         body,
     };
@@ -411,7 +458,10 @@ async fn webhook_pings_unknown_sources_and_unconfigured_tenants(backend: Backend
     // Authentic but not gradable: link-only payload → 422, nothing stored.
     let link = ats_data("greenhouse/link_only.json");
     let s = Signed {
-        headers: vec![("signature", format!("sha256 {}", hex_hmac(GH_SECRET, &link)))],
+        headers: vec![(
+            "signature",
+            format!("sha256 {}", hex_hmac(GH_SECRET, &link)),
+        )],
         body: link,
     };
     let (status, v) = deliver(&t, "acme", "greenhouse", &s).await;
@@ -425,7 +475,11 @@ async fn tenant_isolation_matrix(backend: Backend) {
     let t = TestApp::spawn(backend).await;
     let (a, a_key) = t.tenant_with_key("tenant-a", Role::Grader).await;
     let (b, b_key) = t.tenant_with_key("tenant-b", Role::Admin).await;
-    let (_, v) = json_of(t.post_json("/v1/submissions", &a_key, &submission_body()).await).await;
+    let (_, v) = json_of(
+        t.post_json("/v1/submissions", &a_key, &submission_body())
+            .await,
+    )
+    .await;
     let id = v["id"].as_str().expect("id").to_string();
     t.wait_graded(&a_key, &id).await;
 
@@ -434,7 +488,11 @@ async fn tenant_isolation_matrix(backend: Backend) {
     let routes: Vec<(&str, String, Option<Value>)> = vec![
         ("GET", format!("/v1/submissions/{id}"), None),
         ("GET", format!("/v1/submissions/{id}/callbacks"), None),
-        ("POST", format!("/v1/submissions/{id}/human-grades"), Some(grade.clone())),
+        (
+            "POST",
+            format!("/v1/submissions/{id}/human-grades"),
+            Some(grade.clone()),
+        ),
     ];
     for (method, path, body) in &routes {
         for (who, key, want) in [("A", &a_key, None), ("B", &b_key, Some(404u16))] {
@@ -476,8 +534,14 @@ async fn tenant_isolation_matrix(backend: Backend) {
     let (_, vb) = json_of(post(&b_key).await.expect("send")).await;
     assert_ne!(va["id"], vb["id"]);
     // Webhooks: A's path verifies with A's secret only.
-    t.store.set_webhook_secret(&a.id, "greenhouse", "secret-of-a").await.expect("secret");
-    t.store.set_webhook_secret(&b.id, "greenhouse", GH_SECRET).await.expect("secret");
+    t.store
+        .set_webhook_secret(&a.id, "greenhouse", "secret-of-a")
+        .await
+        .expect("secret");
+    t.store
+        .set_webhook_secret(&b.id, "greenhouse", GH_SECRET)
+        .await
+        .expect("secret");
     let (status, v) = deliver(&t, "tenant-a", "greenhouse", &signed("greenhouse", 0)).await;
     assert_error(status, &v, 401, "invalid_signature");
     let (status, _) = deliver(&t, "tenant-b", "greenhouse", &signed("greenhouse", 0)).await;
@@ -492,7 +556,11 @@ async fn roles_and_authentication() {
     let tenant = t.tenant("acme").await;
     let ingest = t.key(&tenant, Role::Ingest).await;
     let grader = t.key(&tenant, Role::Grader).await;
-    let (_, v) = json_of(t.post_json("/v1/submissions", &ingest, &submission_body()).await).await;
+    let (_, v) = json_of(
+        t.post_json("/v1/submissions", &ingest, &submission_body())
+            .await,
+    )
+    .await;
     let id = v["id"].as_str().expect("id").to_string();
     t.wait_graded(&ingest, &id).await;
     let grade = json!({"scores": {"retrieval_strategy": 3}});
@@ -506,10 +574,20 @@ async fn roles_and_authentication() {
     let (status, v) = json_of(t.post_json(&path, &grader, &grade).await).await;
     assert_eq!(status, 201, "{v}");
     // The grader role includes ingest's rights.
-    assert_eq!(t.get(&format!("/v1/submissions/{id}"), &grader).await.status(), 200);
+    assert_eq!(
+        t.get(&format!("/v1/submissions/{id}"), &grader)
+            .await
+            .status(),
+        200
+    );
 
     // Missing, malformed and unknown keys: 401 JSON with a WWW-Authenticate challenge.
-    let resp = t.client.get(t.url("/v1/prompts")).send().await.expect("send");
+    let resp = t
+        .client
+        .get(t.url("/v1/prompts"))
+        .send()
+        .await
+        .expect("send");
     assert!(resp.headers().contains_key("www-authenticate"));
     let (status, v) = json_of(resp).await;
     assert_error(status, &v, 401, "unauthorized");
@@ -549,31 +627,129 @@ async fn bad_input_corpus_is_rejected_and_nothing_is_stored(backend: Backend) {
     };
     let mut invalid_utf8 = br#"{"stage":"system_design","transcript":"Candidate: caf"#.to_vec();
     invalid_utf8.extend_from_slice(b"\xff\xfe\" }");
-    let oversized = json!({"stage": "system_design", "transcript": "Candidate: word ".repeat(10_000)})
-        .to_string()
-        .into_bytes();
-    let too_long = json!({"stage": "system_design", "transcript": "Candidate: word ".repeat(2_000)})
-        .to_string()
-        .into_bytes();
+    let oversized =
+        json!({"stage": "system_design", "transcript": "Candidate: word ".repeat(10_000)})
+            .to_string()
+            .into_bytes();
+    let too_long =
+        json!({"stage": "system_design", "transcript": "Candidate: word ".repeat(2_000)})
+            .to_string()
+            .into_bytes();
     let cases: Vec<(&str, Vec<u8>, u16, &str, &str)> = vec![
-        ("malformed JSON", b"{\"stage\": \"system_design\", ".to_vec(), 400, "malformed_json", "line"),
+        (
+            "malformed JSON",
+            b"{\"stage\": \"system_design\", ".to_vec(),
+            400,
+            "malformed_json",
+            "line",
+        ),
         ("empty body", Vec::new(), 400, "malformed_json", "empty"),
-        ("not an object", b"[1, 2]".to_vec(), 422, "invalid_body", "invalid type"),
-        ("wrong type", with("stage", json!(5)), 422, "invalid_body", "invalid type"),
-        ("transcript wrong type", with("transcript", json!(5)), 422, "invalid_field", "transcript"),
-        ("missing stage", json!({"transcript": text}).to_string().into_bytes(), 422, "invalid_body", "stage"),
-        ("missing transcript", json!({"stage": "system_design"}).to_string().into_bytes(), 422, "missing_transcript", "transcript"),
-        ("unknown field", with("transcrpt", json!("x")), 422, "invalid_body", "transcrpt"),
-        ("unknown stage", with("stage", json!("design")), 422, "unknown_stage", "system_design"),
-        ("unknown prompt", with("prompt", json!("system_design@v99")), 422, "unknown_prompt", "v99"),
-        ("prompt of another stage", with("prompt", json!("hands_on")), 422, "unknown_prompt", "stage"),
-        ("unknown format", with("format", json!("docx")), 422, "unknown_format", "docx"),
-        ("empty transcript", with("transcript", json!("   \n ")), 422, "empty_input", "empty"),
-        ("binary transcript", with("transcript", json!("\u{0}\u{1}\u{2}PK\u{3}\u{4}")), 422, "binary_input", "binary"),
+        (
+            "not an object",
+            b"[1, 2]".to_vec(),
+            422,
+            "invalid_body",
+            "invalid type",
+        ),
+        (
+            "wrong type",
+            with("stage", json!(5)),
+            422,
+            "invalid_body",
+            "invalid type",
+        ),
+        (
+            "transcript wrong type",
+            with("transcript", json!(5)),
+            422,
+            "invalid_field",
+            "transcript",
+        ),
+        (
+            "missing stage",
+            json!({"transcript": text}).to_string().into_bytes(),
+            422,
+            "invalid_body",
+            "stage",
+        ),
+        (
+            "missing transcript",
+            json!({"stage": "system_design"}).to_string().into_bytes(),
+            422,
+            "missing_transcript",
+            "transcript",
+        ),
+        (
+            "unknown field",
+            with("transcrpt", json!("x")),
+            422,
+            "invalid_body",
+            "transcrpt",
+        ),
+        (
+            "unknown stage",
+            with("stage", json!("design")),
+            422,
+            "unknown_stage",
+            "system_design",
+        ),
+        (
+            "unknown prompt",
+            with("prompt", json!("system_design@v99")),
+            422,
+            "unknown_prompt",
+            "v99",
+        ),
+        (
+            "prompt of another stage",
+            with("prompt", json!("hands_on")),
+            422,
+            "unknown_prompt",
+            "stage",
+        ),
+        (
+            "unknown format",
+            with("format", json!("docx")),
+            422,
+            "unknown_format",
+            "docx",
+        ),
+        (
+            "empty transcript",
+            with("transcript", json!("   \n ")),
+            422,
+            "empty_input",
+            "empty",
+        ),
+        (
+            "binary transcript",
+            with("transcript", json!("\u{0}\u{1}\u{2}PK\u{3}\u{4}")),
+            422,
+            "binary_input",
+            "binary",
+        ),
         ("invalid UTF-8", invalid_utf8, 400, "invalid_utf8", "UTF-8"),
-        ("transcript over max_chars", too_long, 422, "input_too_large", "limit"),
-        ("oversized body", oversized, 413, "payload_too_large", "limit"),
-        ("metadata not an object", with("metadata", json!([1])), 422, "invalid_field", "metadata"),
+        (
+            "transcript over max_chars",
+            too_long,
+            422,
+            "input_too_large",
+            "limit",
+        ),
+        (
+            "oversized body",
+            oversized,
+            413,
+            "payload_too_large",
+            "limit",
+        ),
+        (
+            "metadata not an object",
+            with("metadata", json!([1])),
+            422,
+            "invalid_field",
+            "metadata",
+        ),
     ];
     for route in ["/v1/submissions", "/v1/grade"] {
         for (name, body, status, code, needle) in &cases {
@@ -603,17 +779,37 @@ async fn bad_input_corpus_is_rejected_and_nothing_is_stored(backend: Backend) {
     assert!(audit.is_empty(), "nothing audited: {audit:?}");
 
     // Human grades: dimension and score checks name the problem.
-    let (_, v) = json_of(t.post_json("/v1/submissions", &key, &submission_body()).await).await;
+    let (_, v) = json_of(
+        t.post_json("/v1/submissions", &key, &submission_body())
+            .await,
+    )
+    .await;
     let id = v["id"].as_str().expect("id").to_string();
     t.wait_graded(&key, &id).await;
     let grader = t.key(&tenant, Role::Grader).await;
     let path = format!("/v1/submissions/{id}/human-grades");
     let grade_cases = [
-        (json!({"scores": {"vibes": 3}}), "unknown_dimension", "vibes"),
-        (json!({"scores": {"retrieval_strategy": 9}}), "score_out_of_range", "retrieval_strategy"),
-        (json!({"scores": {"retrieval_strategy": 2.5}}), "score_out_of_range", "whole"),
+        (
+            json!({"scores": {"vibes": 3}}),
+            "unknown_dimension",
+            "vibes",
+        ),
+        (
+            json!({"scores": {"retrieval_strategy": 9}}),
+            "score_out_of_range",
+            "retrieval_strategy",
+        ),
+        (
+            json!({"scores": {"retrieval_strategy": 2.5}}),
+            "score_out_of_range",
+            "whole",
+        ),
         (json!({"scores": {}}), "missing_scores", "scores"),
-        (json!({"scores": {"retrieval_strategy": 3}, "flags": ["made_up"]}), "unknown_flag", "made_up"),
+        (
+            json!({"scores": {"retrieval_strategy": 3}, "flags": ["made_up"]}),
+            "unknown_flag",
+            "made_up",
+        ),
     ];
     for (body, code, needle) in grade_cases {
         let (status, v) = json_of(t.post_json(&path, &grader, &body).await).await;
@@ -622,7 +818,12 @@ async fn bad_input_corpus_is_rejected_and_nothing_is_stored(backend: Backend) {
     }
     let (status, v) = json_of(t.post_json(&path, &grader, &json!({"scores": "x"})).await).await;
     assert_error(status, &v, 422, "invalid_body");
-    assert!(t.store.human_grades(&tenant.id, &id).await.expect("grades").is_empty());
+    assert!(t
+        .store
+        .human_grades(&tenant.id, &id)
+        .await
+        .expect("grades")
+        .is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -630,7 +831,12 @@ async fn errors_outside_handlers_are_json_too() {
     let t = TestApp::spawn(Backend::Sqlite).await;
     let (status, v) = json_of(t.client.get(t.url("/nope")).send().await.expect("send")).await;
     assert_error(status, &v, 404, "not_found");
-    let resp = t.client.delete(t.url("/v1/submissions")).send().await.expect("send");
+    let resp = t
+        .client
+        .delete(t.url("/v1/submissions"))
+        .send()
+        .await
+        .expect("send");
     let (status, v) = json_of(resp).await;
     assert_error(status, &v, 405, "method_not_allowed");
     let (status, v) = json_of(
@@ -650,7 +856,11 @@ async fn errors_outside_handlers_are_json_too() {
 async fn dead_workers_job_is_requeued_and_graded_once(backend: Backend) {
     let mut t = TestApp::spawn_with(Options::new(backend).workers(0)).await;
     let (tenant, key) = t.tenant_with_key("acme", Role::Ingest).await;
-    let (_, v) = json_of(t.post_json("/v1/submissions", &key, &submission_body()).await).await;
+    let (_, v) = json_of(
+        t.post_json("/v1/submissions", &key, &submission_body())
+            .await,
+    )
+    .await;
     let id = v["id"].as_str().expect("id").to_string();
     // A worker takes the job and dies (never completes) with a short lease.
     let job = t
@@ -660,7 +870,8 @@ async fn dead_workers_job_is_requeued_and_graded_once(backend: Backend) {
         .expect("lease")
         .expect("the queued job");
     assert_eq!(job.submission.id, id);
-    t.wait_status(&key, &id, &["grading"], Duration::from_secs(5)).await;
+    t.wait_status(&key, &id, &["grading"], Duration::from_secs(5))
+        .await;
     t.start_workers(2);
     let graded = t.wait_graded(&key, &id).await;
     assert_eq!(graded["status"], "graded");
@@ -687,7 +898,11 @@ async fn failing_judge_is_retried_then_dead_lettered_with_the_reason(backend: Ba
     )
     .await;
     let (_, key) = t.tenant_with_key("acme", Role::Ingest).await;
-    let (_, v) = json_of(t.post_json("/v1/submissions", &key, &submission_body()).await).await;
+    let (_, v) = json_of(
+        t.post_json("/v1/submissions", &key, &submission_body())
+            .await,
+    )
+    .await;
     let id = v["id"].as_str().expect("id").to_string();
     let dead = t
         .wait_status(&key, &id, &["dead"], Duration::from_secs(30))
@@ -697,13 +912,31 @@ async fn failing_judge_is_retried_then_dead_lettered_with_the_reason(backend: Ba
     assert!(error.contains("500"), "{error}");
     assert_eq!(dead["attempts"], 3, "{dead}");
     assert!(dead["report"].is_null());
-    assert_eq!(standin.calls(), 3, "one call per attempt, no more after dead");
+    assert_eq!(
+        standin.calls(),
+        3,
+        "one call per attempt, no more after dead"
+    );
     // Backoff: the attempts were spread out, not back to back.
     let times: Vec<_> = standin.recorded().iter().map(|r| r.at).collect();
     assert!(times[1].duration_since(times[0]) >= Duration::from_millis(20));
-    let metrics = t.client.get(t.url("/metrics")).send().await.expect("send").text().await.expect("text");
-    assert!(metrics.contains("grader_gradings_failed_total 2"), "{metrics}");
-    assert!(metrics.contains("grader_gradings_dead_total 1"), "{metrics}");
+    let metrics = t
+        .client
+        .get(t.url("/metrics"))
+        .send()
+        .await
+        .expect("send")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("grader_gradings_failed_total 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("grader_gradings_dead_total 1"),
+        "{metrics}"
+    );
 }
 
 async fn graceful_shutdown_leaves_no_job_leased(backend: Backend) {
@@ -713,21 +946,35 @@ async fn graceful_shutdown_leaves_no_job_leased(backend: Backend) {
         Duration::from_secs(20),
         Scripted::error(500, "too late"),
     ));
-    let mut t = TestApp::spawn_with(Options::new(backend).model(&standin.base_url).workers(2)).await;
+    let mut t =
+        TestApp::spawn_with(Options::new(backend).model(&standin.base_url).workers(2)).await;
     let (tenant, key) = t.tenant_with_key("acme", Role::Ingest).await;
     let mut ids = Vec::new();
     for _ in 0..2 {
-        let (_, v) = json_of(t.post_json("/v1/submissions", &key, &submission_body()).await).await;
+        let (_, v) = json_of(
+            t.post_json("/v1/submissions", &key, &submission_body())
+                .await,
+        )
+        .await;
         ids.push(v["id"].as_str().expect("id").to_string());
     }
     for id in &ids {
-        t.wait_status(&key, id, &["grading"], Duration::from_secs(10)).await;
+        t.wait_status(&key, id, &["grading"], Duration::from_secs(10))
+            .await;
     }
     let started = std::time::Instant::now();
     t.stop().await;
-    assert!(started.elapsed() < Duration::from_secs(10), "grace bounded the shutdown");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "grace bounded the shutdown"
+    );
     for id in &ids {
-        let rec = t.store.submission(&tenant.id, id).await.expect("read").expect("exists");
+        let rec = t
+            .store
+            .submission(&tenant.id, id)
+            .await
+            .expect("read")
+            .expect("exists");
         assert_eq!(rec.status, SubmissionStatus::Queued, "{id} released");
     }
     // Both jobs are leasable at once (released, not waiting out a 300 s lease).
@@ -740,7 +987,12 @@ async fn graceful_shutdown_leaves_no_job_leased(backend: Backend) {
         let job = job.expect("a released job is leasable at once");
         assert_eq!(job.attempt, 1, "a release does not count an attempt");
     }
-    assert!(t.store.lease_job("next-replica", Duration::from_secs(60)).await.expect("lease").is_none());
+    assert!(t
+        .store
+        .lease_job("next-replica", Duration::from_secs(60))
+        .await
+        .expect("lease")
+        .is_none());
 }
 
 // ---------------------------------------------------------------- callbacks
@@ -758,24 +1010,28 @@ async fn receiver(failures: usize) -> Receiver {
     let rec = calls.clone();
     let app = axum::Router::new().route(
         "/hook",
-        post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
-            let rec = rec.clone();
-            let seen = seen.clone();
-            async move {
-                let h = headers
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
-                    .collect();
-                rec.lock().expect("lock").push((h, body.to_vec()));
-                if seen.fetch_add(1, Ordering::SeqCst) < failures {
-                    axum::http::StatusCode::INTERNAL_SERVER_ERROR
-                } else {
-                    axum::http::StatusCode::NO_CONTENT
+        post(
+            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let rec = rec.clone();
+                let seen = seen.clone();
+                async move {
+                    let h = headers
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+                        .collect();
+                    rec.lock().expect("lock").push((h, body.to_vec()));
+                    if seen.fetch_add(1, Ordering::SeqCst) < failures {
+                        axum::http::StatusCode::INTERNAL_SERVER_ERROR
+                    } else {
+                        axum::http::StatusCode::NO_CONTENT
+                    }
                 }
-            }
-        }),
+            },
+        ),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
@@ -800,7 +1056,12 @@ async fn with_callback(t: &TestApp, tenant_id: &str, url: &str) {
         .expect("settings");
 }
 
-async fn wait_attempts(t: &TestApp, tenant_id: &str, id: &str, n: usize) -> Vec<grader::store::CallbackAttempt> {
+async fn wait_attempts(
+    t: &TestApp,
+    tenant_id: &str,
+    id: &str,
+    n: usize,
+) -> Vec<grader::store::CallbackAttempt> {
     for _ in 0..400 {
         let log = t.store.callbacks(tenant_id, id).await.expect("callbacks");
         if log.len() >= n {
@@ -817,7 +1078,11 @@ async fn callback_delivers_the_report_signed_with_standard_webhooks() {
     let t = TestApp::spawn(Backend::Sqlite).await;
     let (tenant, key) = t.tenant_with_key("acme", Role::Ingest).await;
     with_callback(&t, &tenant.id, &r.url).await;
-    let (_, v) = json_of(t.post_json("/v1/submissions", &key, &submission_body()).await).await;
+    let (_, v) = json_of(
+        t.post_json("/v1/submissions", &key, &submission_body())
+            .await,
+    )
+    .await;
     let id = v["id"].as_str().expect("id").to_string();
     let graded = t.wait_graded(&key, &id).await;
     let log = wait_attempts(&t, &tenant.id, &id, 1).await;
@@ -825,8 +1090,14 @@ async fn callback_delivers_the_report_signed_with_standard_webhooks() {
     assert_eq!(log[0].status, Some(204));
     let (headers, body) = r.calls.lock().expect("lock")[0].clone();
     let lookup = |name: &str| headers.get(name).cloned();
-    let msg_id = ats::standard::verify(&lookup, &body, STD_SECRET, Utc::now(), ats::DEFAULT_TOLERANCE)
-        .expect("a valid Standard Webhooks signature");
+    let msg_id = ats::standard::verify(
+        &lookup,
+        &body,
+        STD_SECRET,
+        Utc::now(),
+        ats::DEFAULT_TOLERANCE,
+    )
+    .expect("a valid Standard Webhooks signature");
     assert_eq!(msg_id, format!("msg_{id}"));
     let payload: Value = serde_json::from_slice(&body).expect("JSON");
     assert_eq!(payload["type"], "grading.completed");
@@ -834,7 +1105,11 @@ async fn callback_delivers_the_report_signed_with_standard_webhooks() {
     assert_eq!(payload["data"]["external_id"], "app-1");
     assert_eq!(payload["data"]["report"], graded["report"]);
     // The delivery log over HTTP.
-    let (status, log) = json_of(t.get(&format!("/v1/submissions/{id}/callbacks"), &key).await).await;
+    let (status, log) = json_of(
+        t.get(&format!("/v1/submissions/{id}/callbacks"), &key)
+            .await,
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(log[0]["status"], 204);
 }
@@ -845,18 +1120,28 @@ async fn callback_retries_with_backoff_and_logs_every_attempt() {
     let t = TestApp::spawn(Backend::Sqlite).await;
     let (tenant, key) = t.tenant_with_key("acme", Role::Ingest).await;
     with_callback(&t, &tenant.id, &r.url).await;
-    let (_, v) = json_of(t.post_json("/v1/submissions", &key, &submission_body()).await).await;
+    let (_, v) = json_of(
+        t.post_json("/v1/submissions", &key, &submission_body())
+            .await,
+    )
+    .await;
     let id = v["id"].as_str().expect("id").to_string();
     t.wait_graded(&key, &id).await;
     let log = wait_attempts(&t, &tenant.id, &id, 3).await;
     let statuses: Vec<_> = log.iter().map(|a| (a.attempt, a.status)).collect();
-    assert_eq!(statuses, vec![(1, Some(500)), (2, Some(500)), (3, Some(204))]);
+    assert_eq!(
+        statuses,
+        vec![(1, Some(500)), (2, Some(500)), (3, Some(204))]
+    );
     assert!(log[0].error.as_deref().is_some_and(|e| e.contains("500")));
     assert!(log[2].error.is_none());
     let calls = r.calls.lock().expect("lock").clone();
     assert_eq!(calls.len(), 3);
     // Same message id on every attempt, so the receiver can deduplicate.
-    let ids: Vec<_> = calls.iter().map(|(h, _)| h.get("webhook-id").cloned()).collect();
+    let ids: Vec<_> = calls
+        .iter()
+        .map(|(h, _)| h.get("webhook-id").cloned())
+        .collect();
     assert!(ids.iter().all(|i| *i == ids[0]));
     // A failed callback never fails the grading.
     let (_, rec) = json_of(t.get(&format!("/v1/submissions/{id}"), &key).await).await;
@@ -875,7 +1160,11 @@ async fn probes_metrics_and_openapi() {
     assert_eq!((status, v["status"].as_str()), (200, Some("ready")), "{v}");
 
     let (_, key) = t.tenant_with_key("acme", Role::Ingest).await;
-    let (_, v) = json_of(t.post_json("/v1/submissions", &key, &submission_body()).await).await;
+    let (_, v) = json_of(
+        t.post_json("/v1/submissions", &key, &submission_body())
+            .await,
+    )
+    .await;
     t.wait_graded(&key, v["id"].as_str().expect("id")).await;
     let resp = get("/metrics").await.expect("send");
     assert!(resp
@@ -925,7 +1214,8 @@ async fn probes_metrics_and_openapi() {
 async fn readyz_is_503_when_no_prompts_are_loaded() {
     let empty = tempfile::tempdir().expect("tempdir");
     let dir = empty.path().to_path_buf();
-    let t = TestApp::spawn_with(Options::new(Backend::Sqlite).tweak(move |c| c.prompts_dir = dir)).await;
+    let t = TestApp::spawn_with(Options::new(Backend::Sqlite).tweak(move |c| c.prompts_dir = dir))
+        .await;
     let (status, v) = json_of(t.client.get(t.url("/readyz")).send().await.expect("send")).await;
     let msg = assert_error(status, &v, 503, "not_ready");
     assert!(msg.contains("prompts"), "{msg}");
@@ -938,38 +1228,117 @@ async fn human_grades_feed_calibration() {
     let key = t.key(&tenant, Role::Grader).await;
     let mut ids = Vec::new();
     for _ in 0..3 {
-        let (_, v) = json_of(t.post_json("/v1/submissions", &key, &submission_body()).await).await;
+        let (_, v) = json_of(
+            t.post_json("/v1/submissions", &key, &submission_body())
+                .await,
+        )
+        .await;
         ids.push(v["id"].as_str().expect("id").to_string());
     }
     for (i, id) in ids.iter().enumerate() {
         let graded = t.wait_graded(&key, id).await;
-        let dim = graded["report"]["scores"][0]["dimension"].as_str().expect("dimension").to_string();
+        let dim = graded["report"]["scores"][0]["dimension"]
+            .as_str()
+            .expect("dimension")
+            .to_string();
         let scale = &graded["report"]["scores"][0]["scale"];
         let score = scale["min"].as_u64().expect("min") + (i as u64 % 2);
         for rater in ["kim", "lee"] {
             let body = json!({"rater": rater, "scores": {dim.clone(): score}, "comment": "ok"});
-            let (status, v) = json_of(t.post_json(&format!("/v1/submissions/{id}/human-grades"), &key, &body).await).await;
+            let (status, v) = json_of(
+                t.post_json(&format!("/v1/submissions/{id}/human-grades"), &key, &body)
+                    .await,
+            )
+            .await;
             assert_eq!(status, 201, "{v}");
             assert_eq!(v["rater"], rater);
         }
     }
     let override_body = json!({"scores": {"retrieval_strategy": 1}, "override_reason": "quotes were out of context"});
-    let (status, _) = json_of(t.post_json(&format!("/v1/submissions/{}/human-grades", ids[0]), &key, &override_body).await).await;
+    let (status, _) = json_of(
+        t.post_json(
+            &format!("/v1/submissions/{}/human-grades", ids[0]),
+            &key,
+            &override_body,
+        )
+        .await,
+    )
+    .await;
     assert_eq!(status, 201);
     let audit = t.store.audit_log(&tenant.id, 100).await.expect("audit");
     assert!(audit.iter().any(|e| e.action == "report.overridden"));
-    assert_eq!(audit.iter().filter(|e| e.action == "human_grade.added").count(), 6);
+    assert_eq!(
+        audit
+            .iter()
+            .filter(|e| e.action == "human_grade.added")
+            .count(),
+        6
+    );
 
-    let (status, cal) = json_of(t.get("/v1/calibration?stage=system_design&model=offline&bootstrap=50", &key).await).await;
+    let (status, cal) = json_of(
+        t.get(
+            "/v1/calibration?stage=system_design&model=offline&bootstrap=50",
+            &key,
+        )
+        .await,
+    )
+    .await;
     assert_eq!(status, 200, "{cal}");
     assert!(cal["rows"].as_u64().expect("rows") >= 6, "{cal}");
     let dims = cal["dimensions"].as_object().expect("dimensions");
     assert!(!dims.is_empty());
     let (_, first) = dims.iter().next().expect("a dimension");
-    assert!(first.get("qwk").is_some() || first.get("error").is_some(), "{first}");
+    assert!(
+        first.get("qwk").is_some() || first.get("error").is_some(),
+        "{first}"
+    );
     assert!(dims.values().any(|d| d["n"].as_u64() == Some(3)), "{cal}");
     let (status, v) = json_of(t.get("/v1/calibration?stage=design", &key).await).await;
     assert_error(status, &v, 422, "unknown_stage");
     let (_, none) = json_of(t.get("/v1/calibration?stage=hands_on", &key).await).await;
     assert_eq!(none["rows"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn review_everything_puts_every_report_up_for_review() {
+    let t = TestApp::spawn(Backend::Sqlite).await;
+    let (tenant, key) = t.tenant_with_key("acme", Role::Ingest).await;
+    t.store
+        .update_tenant_settings(
+            &tenant.id,
+            &TenantSettings {
+                review_everything: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("settings");
+    let (_, v) = json_of(
+        t.post_json("/v1/submissions", &key, &submission_body())
+            .await,
+    )
+    .await;
+    let graded = t.wait_graded(&key, v["id"].as_str().expect("id")).await;
+    assert_eq!(graded["report"]["needs_review"], true);
+    let reasons = graded["report"]["review_reasons"].to_string();
+    assert!(reasons.contains("review_everything"), "{reasons}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn slow_synchronous_grading_times_out_with_json_408() {
+    let standin = StandIn::start().await;
+    standin.set_default(Scripted::delay(
+        Duration::from_secs(5),
+        Scripted::error(500, "late"),
+    ));
+    let t = TestApp::spawn_with(
+        Options::new(Backend::Sqlite)
+            .model(&standin.base_url)
+            .workers(0)
+            .tweak(|c| c.service.request_timeout_secs = 1),
+    )
+    .await;
+    let (_, key) = t.tenant_with_key("acme", Role::Ingest).await;
+    let (status, v) = json_of(t.post_json("/v1/grade", &key, &submission_body()).await).await;
+    assert_error(status, &v, 408, "request_timeout");
 }

@@ -140,7 +140,9 @@ async fn two_processes_on_one_postgres_grade_each_submission_exactly_once() {
     let audit = db.store.audit_log(&tenant_id, 100).await.expect("audit");
     for action in ["tenant.created", "api_key.created", "webhook_secret.set"] {
         assert!(
-            audit.iter().any(|e| e.action == action && e.actor == "admin-cli"),
+            audit
+                .iter()
+                .any(|e| e.action == action && e.actor == "admin-cli"),
             "{action} audited"
         );
     }
@@ -281,7 +283,9 @@ async fn serve_on_sqlite_accepts_grades_and_stops_on_sigterm() {
     assert_eq!(shown["settings"]["blind_review"], true);
     // Bad admin input fails with a message, not a panic.
     let out = grader(&db.url, cwd.path())
-        .args(["admin", "key", "create", "--tenant", "solo", "--role", "root"])
+        .args([
+            "admin", "key", "create", "--tenant", "solo", "--role", "root",
+        ])
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(2));

@@ -4,6 +4,10 @@
 //! The key covers the prompt version's sha256 (so any prompt edit misses), the model, every
 //! sampling parameter, the sample index, and the normalized (later: redacted) input. Only
 //! judgments that passed validation are stored: a cached answer is always a usable one.
+//!
+//! Layers: [`ResponseCache`] (in `tiered`) is the in-process L1 (moka, weighed by bytes, with
+//! single-flight so N concurrent identical calls make one) in front of an L2
+//! [`JudgmentCache`], normally [`StoreCache`] over the store's `response_cache` table.
 
 use std::sync::Arc;
 
@@ -12,6 +16,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::store::Store;
+
+pub mod tiered;
+
+pub use tiered::{Computed, Flight, ResponseCache, Shared, TieredSettings};
 
 /// Everything about one model call that can change its answer.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -46,10 +54,23 @@ pub struct CachedJudgment {
     pub repairs: u32,
 }
 
+/// A purge that could not be done (the L2's store failed).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot purge the response cache: {0}")]
+pub struct PurgeError(pub String);
+
+/// A layer of the response cache. `get` and `put` never fail a grading: a broken cache is a
+/// miss (implementations log). Purging is an operator action, so its failure is reported.
 #[async_trait]
 pub trait JudgmentCache: Send + Sync {
     async fn get(&self, key: &str) -> Option<CachedJudgment>;
     async fn put(&self, key: &str, prompt_sha256: &str, value: &CachedJudgment);
+    /// Deletes every entry of one prompt version (by its sha256); returns how many. The
+    /// default suits caches that cannot enumerate by prompt (they only ever miss on a new
+    /// version anyway, since the sha256 is part of every key).
+    async fn purge_prompt(&self, _prompt_sha256: &str) -> Result<u64, PurgeError> {
+        Ok(0)
+    }
 }
 
 /// L2: the store's content-addressed `response_cache` table, shared by every replica.
@@ -90,6 +111,13 @@ impl JudgmentCache for StoreCache {
         {
             tracing::warn!(key, error = %e, "cache write failed");
         }
+    }
+
+    async fn purge_prompt(&self, prompt_sha256: &str) -> Result<u64, PurgeError> {
+        self.store
+            .cache_purge_prompt(prompt_sha256)
+            .await
+            .map_err(|e| PurgeError(e.to_string()))
     }
 }
 

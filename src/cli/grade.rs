@@ -1,4 +1,5 @@
-//! `grader grade --stage STAGE [--prompt ID@VERSION] FILE|- [--json]`.
+//! `grader grade --stage STAGE [--prompt ID@VERSION] FILE|- [--json] [--dry-run] [--no-cache]
+//! [--cache-db URL]`.
 
 use std::fmt::Write as _;
 use std::io::Read;
@@ -11,7 +12,7 @@ use crate::domain::{
     FlagKind, GradeReport, LayerLevel, Recommendation, ReportStatus, Stage, Submission,
 };
 use crate::ingest::{self, Limits};
-use crate::judge::pipeline::Judge;
+use crate::judge::pipeline::{DryRun, GradeOptions, GradeOutcome, Judge};
 use crate::prompts::{self, PromptVersion, Registry};
 
 #[derive(Debug, clap::Args)]
@@ -38,6 +39,17 @@ pub struct GradeArgs {
     /// Print the GradeReport as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Call no model: print the prompt tokens and the worst-case cost per tier.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Neither read nor write the response cache (the report says `cache: bypass`).
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Keep model answers in this database's response cache (`sqlite://PATH` or
+    /// `postgres://...`), so grading the same input again costs nothing. Default: no
+    /// persistent cache for a one-off grading.
+    #[arg(long, value_name = "URL")]
+    pub cache_db: Option<String>,
     /// Transcript or answer file, or `-` for standard input.
     pub input: PathBuf,
 }
@@ -95,13 +107,111 @@ pub fn run(config: Option<&Path>, args: &GradeArgs) -> anyhow::Result<i32> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let report = runtime.block_on(judge.grade(&submission, prompt))?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", render_text(&report));
+    let judge = match (
+        &args.cache_db,
+        judge.is_offline() || args.no_cache || args.dry_run,
+    ) {
+        (Some(url), false) => {
+            let store = runtime.block_on(crate::store::open(url)).with_context(|| {
+                format!(
+                    "opening the response cache {}",
+                    crate::store::redact_url(url)
+                )
+            })?;
+            judge.with_cache(std::sync::Arc::new(crate::cache::StoreCache::new(store)))
+        }
+        _ => judge,
+    };
+    let opts = GradeOptions {
+        bypass_cache: args.no_cache,
+        dry_run: args.dry_run,
+    };
+    match runtime.block_on(judge.grade_with(&submission, prompt, &opts))? {
+        GradeOutcome::Report(report) => {
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", render_text(&report));
+            }
+        }
+        GradeOutcome::DryRun(run) => {
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&run)?);
+            } else {
+                print!("{}", render_dry_run(&run));
+            }
+        }
     }
     Ok(0)
+}
+
+/// The dry run for a terminal: tokens, the stable prefix, and the worst case per tier.
+pub fn render_dry_run(r: &DryRun) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "Dry run: no model was called. Stage {}, prompt {}@{}",
+        r.stage, r.prompt.id, r.prompt.version
+    );
+    let _ = writeln!(
+        o,
+        "Prompt: {} tokens; static system prefix {} tokens ({:.0}% of the prompt, cacheable by the provider)",
+        r.prompt_tokens,
+        r.system_tokens,
+        r.stable_prefix_share * 100.0
+    );
+    if r.tiers.is_empty() {
+        let _ = writeln!(
+            o,
+            "Judge: offline (no model configured): no tokens are sent and nothing is spent."
+        );
+        return o;
+    }
+    if !r.starts_strong_because.is_empty() {
+        let _ = writeln!(
+            o,
+            "Starts with the strong tier: {}",
+            r.starts_strong_because.join("; ")
+        );
+    }
+    for t in &r.tiers {
+        let used = match t.used.as_str() {
+            "first" => "graded first",
+            "on_escalation" => "only on escalation",
+            _ => "graded directly",
+        };
+        let fallbacks = if t.fallbacks.is_empty() {
+            String::new()
+        } else {
+            format!(", fallbacks {}", t.fallbacks.join(", "))
+        };
+        let _ = writeln!(
+            o,
+            "  {:<8} {} ({}{fallbacks}): {} sample{} x {} prompt tokens + up to {} output tokens = up to ${:.4} ({used}){}",
+            t.tier,
+            t.model,
+            t.model_id,
+            t.samples,
+            if t.samples == 1 { "" } else { "s" },
+            t.prompt_tokens,
+            t.max_output_tokens,
+            t.max_cost_usd,
+            if t.fits_context { "" } else { "; DOES NOT FIT the context window" }
+        );
+    }
+    let _ = writeln!(
+        o,
+        "Worst case: ${:.4}; ${:.4} if it escalates.",
+        r.max_cost_usd, r.max_cost_usd_if_escalated
+    );
+    if let Some(b) = &r.budget_exhausted {
+        let _ = writeln!(
+            o,
+            "Budget: {b}: the grading would be done by the offline judge."
+        );
+    }
+    let _ = writeln!(o, "{}", r.notice);
+    o
 }
 
 /// `--prompt` wins, then the stage's pin in the config, then the latest published version.
@@ -178,13 +288,20 @@ pub fn render_text(r: &GradeReport) -> String {
     );
     let _ = writeln!(
         o,
-        "Judge: {} (tier {}, {} sample{}, {} repair{})",
+        "Judge: {} (tier {}{}, {} sample{}, {} repair{}, cache {})",
         r.judge.model,
         r.judge.tier,
+        if r.judge.escalated { ", escalated" } else { "" },
         r.judge.samples,
         if r.judge.samples == 1 { "" } else { "s" },
         r.judge.repairs,
         if r.judge.repairs == 1 { "" } else { "s" },
+        match r.judge.cache {
+            crate::domain::CacheStatus::Hit => "hit",
+            crate::domain::CacheStatus::Miss => "miss",
+            crate::domain::CacheStatus::Coalesced => "coalesced",
+            crate::domain::CacheStatus::Bypass => "bypass",
+        },
     );
     let _ = writeln!(o, "{}", r.notice);
     let _ = writeln!(o);

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod admin;
+pub mod cache;
 pub mod calibrate;
 pub mod eval;
 pub mod grade;
@@ -51,6 +52,11 @@ pub enum Command {
         #[command(subcommand)]
         cmd: admin::AdminCmd,
     },
+    /// Manage the persistent response cache (purge a prompt version's answers).
+    Cache {
+        #[command(subcommand)]
+        cmd: cache::CacheCmd,
+    },
 }
 
 /// Parses the process arguments, runs the command, and maps errors to exit code 2 with a
@@ -90,5 +96,6 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Eval(args) => eval::run(cli.config.as_deref(), args),
         Command::Serve(args) => serve::run(cli.config.as_deref(), args),
         Command::Admin { cmd } => admin::run(cli.config.as_deref(), cmd),
+        Command::Cache { cmd } => cache::run(cli.config.as_deref(), cmd),
     }
 }

@@ -4,14 +4,65 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
-use axum::http::header::CONTENT_TYPE;
+use axum::http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::request::Parts;
+use axum::http::HeaderValue;
 use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 use serde::de::DeserializeOwned;
 
 use super::{ApiError, Ctx};
+
+/// The most of an oversized body read (and dropped) before answering 413, and for how long.
+const MAX_DRAIN_BYTES: usize = 16 * 1024 * 1024;
+const MAX_DRAIN_TIME: Duration = Duration::from_secs(5);
+
+/// Middleware: a request whose `Content-Length` exceeds the body limit is answered 413 at once,
+/// without buffering it. The body is read and dropped first (up to 16 MiB or 5 s): a server
+/// that answers and closes while the client is still sending makes the kernel reset the
+/// connection, and the client then sees a broken connection instead of our 413. Bodies without
+/// a length are cut by the body-limit layer as they stream.
+pub async fn reject_oversized(
+    axum::extract::State(limit): axum::extract::State<usize>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let Some(len) = declared.filter(|&n| n > limit as u64) else {
+        return next.run(req).await;
+    };
+    if len <= MAX_DRAIN_BYTES as u64 {
+        drain(req.into_body()).await;
+    }
+    let mut resp = ApiError::PayloadTooLarge(limit).into_response();
+    resp.headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+    resp
+}
+
+async fn drain(body: Body) {
+    let mut stream = body.into_data_stream();
+    let mut read = 0usize;
+    let _ = tokio::time::timeout(MAX_DRAIN_TIME, async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            read += chunk.len();
+            if read > MAX_DRAIN_BYTES {
+                break;
+            }
+        }
+    })
+    .await;
+}
 
 /// Path parameters; a rejection is 400 `invalid_path`.
 pub struct ApiPath<T>(pub T);

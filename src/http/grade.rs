@@ -57,7 +57,8 @@ pub async fn grade(
     app.metrics
         .gradings_in_flight
         .fetch_sub(1, Ordering::Relaxed);
-    let report = result?;
+    let mut report = result?;
+    crate::service::apply_tenant_policy(&mut report, &caller.tenant.settings);
     app.metrics.grading_latency.observe(started.elapsed());
     app.metrics.sync_gradings.fetch_add(1, Ordering::Relaxed);
     let report_json = serde_json::to_value(&report).map_err(|e| ApiError::Status {

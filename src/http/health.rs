@@ -61,7 +61,8 @@ pub async fn readyz(State(ctx): State<Arc<Ctx>>) -> Result<Json<Status>, ApiErro
     }))
 }
 
-/// Prometheus metrics (text exposition format 0.0.4).
+/// Prometheus metrics (text exposition format 0.0.4): the service's own (requests, queue,
+/// gradings, callbacks) followed by the judge's (cache, provider calls, tokens, cost).
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 pub async fn metrics(State(ctx): State<Arc<Ctx>>) -> Response {
@@ -70,7 +71,7 @@ pub async fn metrics(State(ctx): State<Arc<Ctx>>) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        ctx.app.metrics.render(),
+        ctx.app.metrics.render() + &crate::metrics::render(),
     )
         .into_response()
 }

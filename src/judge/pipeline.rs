@@ -1,28 +1,46 @@
 //! `Judge::grade`: one submission and one prompt version in, one [`GradeReport`] out.
 //!
-//! The core is pure given a [`Provider`] and a [`Clock`]: no network of its own, no global
-//! state, so every path (repair, unscored, fabricated quotes, escalation reasons) is tested
-//! with a scripted provider.
+//! The core is pure given its providers and a [`Clock`]: no network of its own, so every
+//! path (repair, unscored, fabricated quotes, cache hits, coalescing, escalation, fallback,
+//! breaker, budget) is tested with scripted providers.
+//!
+//! A model grading follows the stage's route (`llm::router`): the cheap tier grades first
+//! with k samples; the judge escalates to the strong tier when the route's rules fire
+//! (samples disagree, low confidence, a high-severity red flag, invalid output) or starts
+//! there (a hard stage, a long input). Each sample goes through the response cache
+//! (`cache::ResponseCache`: L1 moka with single-flight, L2 the store) keyed by everything that
+//! can change the answer, and on a miss through the tier's chain of models (primary, then
+//! fallbacks) guarded by per-model circuit breakers and rate limiters. Budgets are checked
+//! before the first paid call of a tier; an exhausted budget grades with the offline judge
+//! and says so in the report.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
 
 use super::derive;
 use super::evidence::EvidenceIndex;
 use super::offline::{OfflineError, OfflineJudge};
 use super::validate::{parse_judgment, validate};
 use super::Judgment;
-use crate::cache::{CacheKeyParts, CachedJudgment, JudgmentCache};
-use crate::config::Config;
-use crate::domain::{
-    CacheStatus, DimensionScore, Evidence, FlagKind, GradeReport, GuardInfo, JudgeInfo, RaisedFlag,
-    Recommendation, ReportStatus, Submission, Transcript, Usage,
+use crate::budget::{Budget, Exhausted, MemoryLedger, UsageLedger, UsageRecord};
+use crate::cache::{
+    CacheKeyParts, CachedJudgment, Computed, Flight, JudgmentCache, ResponseCache, Shared,
+    TieredSettings,
 };
+use crate::config::{BudgetConfig, Config};
+use crate::domain::{
+    CacheStatus, DimensionScore, Evidence, FlagKind, GradeReport, GuardInfo, JudgeInfo, PromptRef,
+    RaisedFlag, Recommendation, ReportStatus, Severity, Stage, Submission, Transcript, Usage,
+};
+use crate::llm::breaker::{BreakerSettings, Permit};
 use crate::llm::retry::{complete_with_retry, RetryPolicy};
+use crate::llm::router::{EscalationRules, ModelHandle, Route, Router, Tier};
 use crate::llm::{self, ChatRequest, LlmError, Message, ModelConfig, Provider, Role, TokenUsage};
+use crate::metrics::{self, JudgeMetrics};
 use crate::prompts::{self, PromptError, PromptVersion, RenderInput};
 
 #[derive(Debug, thiserror::Error)]
@@ -94,12 +112,83 @@ impl Default for JudgeSettings {
     }
 }
 
+/// Per-request choices (the CLI's `--no-cache` / `--dry-run`, the API's fields).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GradeOptions {
+    /// Neither read nor write the response cache: every sample is a fresh provider call and
+    /// the report says `cache: bypass`.
+    pub bypass_cache: bool,
+    /// Call no model: return the tokens and worst-case cost per tier ([`DryRun`]).
+    pub dry_run: bool,
+}
+
+/// What [`Judge::grade_with`] produced.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum GradeOutcome {
+    Report(Box<GradeReport>),
+    DryRun(Box<DryRun>),
+}
+
+impl GradeOutcome {
+    pub fn into_report(self) -> Option<GradeReport> {
+        match self {
+            GradeOutcome::Report(r) => Some(*r),
+            GradeOutcome::DryRun(_) => None,
+        }
+    }
+}
+
+/// The tokens and worst-case cost of one tier for a dry run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TierEstimate {
+    /// `cheap`, `strong`, or the model's name for a single-model judge.
+    pub tier: String,
+    /// The primary model's `[[models]]` name and provider id.
+    pub model: String,
+    pub model_id: String,
+    /// Fallback models' names, in order.
+    pub fallbacks: Vec<String>,
+    pub samples: u32,
+    pub prompt_tokens: u64,
+    pub max_output_tokens: u32,
+    /// Whether the prompt fits the model's context window with room for the answer.
+    pub fits_context: bool,
+    /// Every prompt token uncached and every answer at `max_output_tokens`, per sample.
+    pub max_cost_usd_per_sample: f64,
+    pub max_cost_usd: f64,
+    /// `first` (graded with first), `on_escalation`, or `straight` (the route starts here).
+    pub used: String,
+}
+
+/// A grading's cost before it is made: `grader grade --dry-run` and `dry_run` on the API.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DryRun {
+    pub dry_run: bool,
+    pub stage: Stage,
+    pub prompt: PromptRef,
+    /// Tokens of the static system message: the prefix providers can cache.
+    pub system_tokens: u64,
+    /// Tokens of the whole prompt (first tier's tokenizer).
+    pub prompt_tokens: u64,
+    /// `system_tokens / prompt_tokens`.
+    pub stable_prefix_share: f64,
+    pub tiers: Vec<TierEstimate>,
+    /// Why the route starts with the strong tier, if it does.
+    pub starts_strong_because: Vec<String>,
+    /// Worst case without escalation.
+    pub max_cost_usd: f64,
+    /// Worst case when the grading escalates.
+    pub max_cost_usd_if_escalated: f64,
+    /// Set when a budget cap would refuse the grading now (it would be graded offline).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget_exhausted: Option<String>,
+    pub notice: String,
+}
+
 enum Backend {
     Offline,
-    Model {
-        provider: Arc<dyn Provider>,
-        model: ModelConfig,
-    },
+    Routed(Router),
 }
 
 pub struct Judge {
@@ -108,70 +197,281 @@ pub struct Judge {
     clock: Arc<dyn Clock>,
     /// Compiled offline judges per prompt sha256: regexes are compiled once per version.
     offline: Mutex<HashMap<String, Arc<OfflineJudge>>>,
-    /// Validated judgments from earlier identical calls (model gradings only).
-    cache: Option<Arc<dyn JudgmentCache>>,
+    /// L1 (+ L2) response cache for model gradings; `None` = no caching.
+    cache: Option<ResponseCache>,
+    /// `cache.enabled` from the config: when false, `with_cache` adds nothing.
+    cache_allowed: bool,
+    budget: Option<Budget>,
+    /// Use each model's own `max_retries` (routes) rather than `settings.retry` (one model).
+    per_model_retries: bool,
+    metrics: Arc<JudgeMetrics>,
 }
 
 /// What one sample produced: a valid judgment, or the problems that made it unusable.
+#[derive(Debug, Clone)]
 struct Sample {
     judgment: Option<Judgment>,
     problems: Vec<String>,
     usage: TokenUsage,
+    cost_usd: f64,
     repairs: u32,
+    /// The model id the provider says answered (reports carry it).
     model: String,
-    /// Answered from the response cache: no provider call, no cost.
-    cached: bool,
+    /// The configured model id that was asked (usage is summed by it).
+    asked: String,
+    cache: CacheStatus,
+}
+
+impl Sample {
+    fn from_cache(value: CachedJudgment, asked: &str, status: CacheStatus) -> Sample {
+        Sample {
+            judgment: Some(value.judgment),
+            problems: Vec::new(),
+            usage: TokenUsage::default(),
+            cost_usd: 0.0,
+            repairs: value.repairs,
+            model: value.model,
+            asked: asked.to_string(),
+            cache: status,
+        }
+    }
+
+    /// Another caller's result, shared: the same answer, none of the cost.
+    fn joined(&self) -> Sample {
+        Sample {
+            usage: TokenUsage::default(),
+            cost_usd: 0.0,
+            cache: CacheStatus::Coalesced,
+            ..self.clone()
+        }
+    }
+}
+
+/// Why a tier stopped without samples.
+#[derive(Debug, Clone)]
+enum Failure {
+    Provider(Arc<LlmError>),
+    Budget(Exhausted),
+}
+
+type Shot = Result<Sample, Failure>;
+
+enum Stop {
+    Budget(Exhausted),
+    Error(JudgeError),
+}
+
+impl From<JudgeError> for Stop {
+    fn from(e: JudgeError) -> Stop {
+        Stop::Error(e)
+    }
+}
+
+/// `LlmError` is not `Clone` (it is not ours); waiters on a failed call get a copy.
+fn clone_llm_error(e: &LlmError) -> LlmError {
+    match e {
+        LlmError::RateLimited { retry_after } => LlmError::RateLimited {
+            retry_after: *retry_after,
+        },
+        LlmError::Server { status, message } => LlmError::Server {
+            status: *status,
+            message: message.clone(),
+        },
+        LlmError::Client { status, message } => LlmError::Client {
+            status: *status,
+            message: message.clone(),
+        },
+        LlmError::Timeout(d) => LlmError::Timeout(*d),
+        LlmError::Transport(m) => LlmError::Transport(m.clone()),
+        LlmError::BadResponse(m) => LlmError::BadResponse(m.clone()),
+        LlmError::Exhausted { attempts, last } => LlmError::Exhausted {
+            attempts: *attempts,
+            last: Box::new(clone_llm_error(last)),
+        },
+    }
+}
+
+fn owned_error(e: Arc<LlmError>) -> LlmError {
+    Arc::try_unwrap(e).unwrap_or_else(|shared| clone_llm_error(&shared))
+}
+
+/// Everything one grading's samples share.
+struct Ctx<'a> {
+    submission: &'a Submission,
+    prompt: &'a PromptVersion,
+    messages: Vec<Message>,
+    schema: serde_json::Value,
+    opts: GradeOptions,
+    /// Prompt tokens per tokenizer, counted once.
+    tokens: Mutex<Vec<(&'static str, usize)>>,
+    /// Per tier label: the budget decision for its paid calls, taken once.
+    budget_gates: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Option<Exhausted>>>>>,
+}
+
+impl Ctx<'_> {
+    fn tokens_for(&self, model: &ModelConfig) -> usize {
+        let encoding = llm::tokens::encoding_for(model);
+        let mut memo = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, n)) = memo.iter().find(|(e, _)| *e == encoding.name()) {
+            return *n;
+        }
+        let n = llm::tokens::count_messages(encoding, &self.messages);
+        memo.push((encoding.name(), n));
+        n
+    }
+
+    fn fits(&self, model: &ModelConfig) -> Result<(), JudgeError> {
+        llm::tokens::check_budget(model, self.tokens_for(model))
+            .map_err(|e| JudgeError::InputTooLong(e.to_string()))
+    }
+
+    fn gate(&self, tier: &str) -> Arc<tokio::sync::OnceCell<Option<Exhausted>>> {
+        self.budget_gates
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(tier.to_string())
+            .or_default()
+            .clone()
+    }
+}
+
+/// The report pieces a grading path decided beyond the samples themselves.
+struct Outcome<'s> {
+    /// The samples the report's scores come from (the last tier that graded).
+    graded: &'s [Sample],
+    /// Every sample the grading used, for usage and the cache status.
+    all: &'s [Sample],
+    tier: String,
+    escalated: bool,
+    offline: bool,
+    reasons: Vec<String>,
 }
 
 pub const NOTICE: &str =
     "AI-generated assessment. It is advisory: a person reviews it and makes every hiring decision.";
 pub const OFFLINE_NOTICE: &str = "Produced by the offline pattern judge (keyword and phrase indicators from the rubric; no language model). It is advisory and needs a person's review; a person makes every hiring decision.";
+const DRY_RUN_NOTICE: &str = "Dry run: no model was called. Costs are upper bounds: every prompt token uncached and every answer at max_output_tokens; cache hits would cost nothing.";
 
 impl Judge {
-    pub fn offline(settings: JudgeSettings) -> Judge {
+    fn build(backend: Backend, settings: JudgeSettings, metrics: Arc<JudgeMetrics>) -> Judge {
         Judge {
-            backend: Backend::Offline,
+            backend,
             settings,
             clock: Arc::new(SystemClock),
             offline: Mutex::new(HashMap::new()),
             cache: None,
+            cache_allowed: true,
+            budget: None,
+            per_model_retries: false,
+            metrics,
         }
     }
 
+    pub fn offline(settings: JudgeSettings) -> Judge {
+        Judge::build(Backend::Offline, settings, metrics::global())
+    }
+
+    /// One model for every stage: no escalation, no fallback; its breaker still protects it.
     pub fn with_model(
         provider: Arc<dyn Provider>,
         model: ModelConfig,
         settings: JudgeSettings,
     ) -> Judge {
-        Judge {
-            backend: Backend::Model { provider, model },
-            settings,
-            clock: Arc::new(SystemClock),
-            offline: Mutex::new(HashMap::new()),
-            cache: None,
-        }
+        let metrics = metrics::global();
+        let router = Router::single(
+            model,
+            provider,
+            settings.samples,
+            Default::default(),
+            BreakerSettings::default(),
+            metrics.clone(),
+        );
+        Judge::build(Backend::Routed(router), settings, metrics)
     }
 
-    /// The configured model over the OpenAI-compatible provider, or the offline judge when no
-    /// model is configured (no API key and no base URL).
+    /// Grades along `router`'s routes (cascades, fallbacks, breakers, rate limits), counting
+    /// into the router's metrics. Each model retries per its own `max_retries`.
+    pub fn with_router(router: Router, settings: JudgeSettings) -> Judge {
+        let metrics = router.metrics().clone();
+        let mut j = Judge::build(Backend::Routed(router), settings, metrics);
+        j.per_model_retries = true;
+        j
+    }
+
+    /// The configured routes (or the single `judge.model`) over the OpenAI-compatible
+    /// provider, or the offline judge when no model is configured (no API key and no base
+    /// URL); with the L1 cache and the budgets of the config. Budgets are enforced against an
+    /// in-process ledger until [`Judge::with_usage_ledger`] gives a shared one.
     pub fn from_config(cfg: &Config) -> Result<Judge, JudgeError> {
-        match cfg.judge_model() {
-            None => Ok(Judge::offline(JudgeSettings::from_config(cfg, None))),
-            Some(m) => {
-                let provider = llm::openai::OpenAiProvider::from_config(m)
-                    .map_err(|e| JudgeError::Setup(e.to_string()))?;
-                Ok(Judge::with_model(
-                    Arc::new(provider),
-                    m.clone(),
-                    JudgeSettings::from_config(cfg, Some(m)),
-                ))
-            }
+        let metrics = metrics::global();
+        let make = |m: &ModelConfig| -> Result<Arc<dyn Provider>, String> {
+            llm::openai::OpenAiProvider::from_config(m)
+                .map(|p| Arc::new(p) as Arc<dyn Provider>)
+                .map_err(|e| e.to_string())
+        };
+        let router = Router::from_config(cfg, &make, metrics)
+            .map_err(|e| JudgeError::Setup(e.to_string()))?;
+        let settings = JudgeSettings::from_config(cfg, cfg.judge_model());
+        let mut judge = match router {
+            None => Judge::offline(settings),
+            Some(r) => Judge::with_router(r, settings),
+        };
+        judge.cache_allowed = cfg.cache.enabled;
+        if cfg.cache.enabled {
+            judge.cache = Some(ResponseCache::new((&cfg.cache).into(), None));
         }
+        if !cfg.budgets.is_unlimited() {
+            judge.budget = Some(Budget::new(
+                cfg.budgets.clone(),
+                Arc::new(MemoryLedger::new()),
+            ));
+        }
+        Ok(judge)
     }
 
-    /// Serve repeated identical model calls from `cache` (only validated judgments are stored).
+    /// Serve repeated identical model calls from `cache` (the L2; only validated judgments
+    /// are stored), behind the in-process L1 with single-flight. Does nothing when the config
+    /// disabled caching.
     pub fn with_cache(mut self, cache: Arc<dyn JudgmentCache>) -> Judge {
-        self.cache = Some(cache);
+        if !self.cache_allowed {
+            return self;
+        }
+        self.cache = Some(match &self.cache {
+            Some(c) => c.with_l2(cache),
+            None => ResponseCache::new(TieredSettings::default(), Some(cache)),
+        });
+        self
+    }
+
+    /// An in-process L1 only (or a differently sized one in front of the current L2).
+    pub fn with_memory_cache(mut self, settings: TieredSettings) -> Judge {
+        self.cache_allowed = true;
+        self.cache = Some(ResponseCache::new(settings, None));
+        self
+    }
+
+    /// No response cache at all.
+    pub fn without_cache(mut self) -> Judge {
+        self.cache = None;
+        self.cache_allowed = false;
+        self
+    }
+
+    /// Spending caps checked against `ledger`, where every grading's usage is recorded.
+    pub fn with_budget(mut self, caps: BudgetConfig, ledger: Arc<dyn UsageLedger>) -> Judge {
+        self.budget = Some(Budget::new(caps, ledger));
+        self
+    }
+
+    /// Record usage in `ledger` (and check the configured caps against it), e.g. the store's,
+    /// so `grader usage` sees it and caps hold across replicas.
+    pub fn with_usage_ledger(mut self, ledger: Arc<dyn UsageLedger>) -> Judge {
+        let caps = self
+            .budget
+            .take()
+            .map(|b| b.caps().clone())
+            .unwrap_or_default();
+        self.budget = Some(Budget::new(caps, ledger));
         self
     }
 
@@ -184,11 +484,38 @@ impl Judge {
         matches!(self.backend, Backend::Offline)
     }
 
-    /// The model id reports will carry (`offline` for the offline judge).
+    /// The model id reports will carry (`offline` for the offline judge; the default route's
+    /// cheap model for a routed judge).
     pub fn model_name(&self) -> &str {
         match &self.backend {
             Backend::Offline => "offline",
-            Backend::Model { model, .. } => &model.model,
+            Backend::Routed(r) => &r.default_route().cheap.primary().config.model,
+        }
+    }
+
+    pub fn metrics(&self) -> &Arc<JudgeMetrics> {
+        &self.metrics
+    }
+
+    /// The usage ledger gradings are recorded in, if any.
+    pub fn usage_ledger(&self) -> Option<&Arc<dyn UsageLedger>> {
+        self.budget.as_ref().map(|b| b.ledger())
+    }
+
+    /// (entries, weighed bytes) of the in-process L1 cache, if there is one.
+    pub async fn l1_usage(&self) -> Option<(u64, u64)> {
+        match &self.cache {
+            Some(c) => Some(c.l1_usage().await),
+            None => None,
+        }
+    }
+
+    /// Drops one prompt version's cached responses from L1 and L2 (by the version's sha256);
+    /// returns the L2 rows deleted.
+    pub async fn purge_prompt(&self, prompt_sha256: &str) -> Result<u64, crate::cache::PurgeError> {
+        match &self.cache {
+            Some(c) => c.purge_prompt(prompt_sha256).await,
+            None => Ok(0),
         }
     }
 
@@ -197,6 +524,28 @@ impl Judge {
         submission: &Submission,
         prompt: &PromptVersion,
     ) -> Result<GradeReport, JudgeError> {
+        self.grade_report(submission, prompt, GradeOptions::default())
+            .await
+    }
+
+    /// [`Judge::grade`] with per-request options; a dry run returns [`GradeOutcome::DryRun`].
+    pub async fn grade_with(
+        &self,
+        submission: &Submission,
+        prompt: &PromptVersion,
+        opts: &GradeOptions,
+    ) -> Result<GradeOutcome, JudgeError> {
+        if opts.dry_run {
+            return Ok(GradeOutcome::DryRun(Box::new(
+                self.estimate(submission, prompt).await?,
+            )));
+        }
+        Ok(GradeOutcome::Report(Box::new(
+            self.grade_report(submission, prompt, *opts).await?,
+        )))
+    }
+
+    fn check_stage(submission: &Submission, prompt: &PromptVersion) -> Result<(), JudgeError> {
         if prompt.file.stage != submission.stage {
             return Err(JudgeError::StageMismatch {
                 prompt: prompt.key(),
@@ -204,47 +553,15 @@ impl Judge {
                 stage: submission.stage.to_string(),
             });
         }
-        let transcript = &submission.transcript;
-        let (samples, tier) = match &self.backend {
-            Backend::Offline => {
-                let judge = self.offline_judge(prompt)?;
-                let sample = Sample {
-                    judgment: Some(judge.judge(transcript)),
-                    problems: Vec::new(),
-                    usage: TokenUsage::default(),
-                    repairs: 0,
-                    model: "offline".into(),
-                    cached: false,
-                };
-                (vec![sample], "offline".to_string())
-            }
-            Backend::Model { provider, model } => {
-                let samples = self
-                    .sample_model(provider.as_ref(), model, submission, prompt)
-                    .await?;
-                (samples, model.name.clone())
-            }
-        };
-        Ok(self.assemble(submission, prompt, samples, tier))
+        Ok(())
     }
 
-    fn offline_judge(&self, prompt: &PromptVersion) -> Result<Arc<OfflineJudge>, JudgeError> {
-        let mut cache = self.offline.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(j) = cache.get(&prompt.sha256) {
-            return Ok(j.clone());
-        }
-        let j = Arc::new(OfflineJudge::new(&prompt.file)?);
-        cache.insert(prompt.sha256.clone(), j.clone());
-        Ok(j)
-    }
-
-    async fn sample_model(
+    fn context<'a>(
         &self,
-        provider: &dyn Provider,
-        model: &ModelConfig,
-        submission: &Submission,
-        prompt: &PromptVersion,
-    ) -> Result<Vec<Sample>, JudgeError> {
+        submission: &'a Submission,
+        prompt: &'a PromptVersion,
+        opts: GradeOptions,
+    ) -> Result<Ctx<'a>, JudgeError> {
         let rendered = prompts::render(
             prompt,
             &RenderInput {
@@ -257,88 +574,462 @@ impl Judge {
             prompt: prompt.key(),
             source,
         })?;
-        let encoding = llm::tokens::encoding_for(model);
-        let prompt_tokens = llm::tokens::count_messages(encoding, &rendered.messages);
-        llm::tokens::check_budget(model, prompt_tokens)
-            .map_err(|e| JudgeError::InputTooLong(e.to_string()))?;
-        let schema = prompts::output_schema(&prompt.file);
-        let runs = (0..self.settings.samples).map(|i| {
-            let request = ChatRequest {
-                model: model.model.clone(),
-                messages: rendered.messages.clone(),
-                temperature: self.settings.temperature,
-                seed: self.settings.seed.map(|s| s + i as i64),
-                max_tokens: model.max_output_tokens,
-                json_schema: Some(("grade_report".into(), schema.clone())),
-                prompt_cache_key: Some(format!("grader:{}", prompt.key())),
-            };
-            let key = CacheKeyParts {
-                prompt_sha256: &prompt.sha256,
-                model: &model.model,
-                temperature: request.temperature,
-                seed: request.seed,
-                max_tokens: request.max_tokens,
-                sample_index: i,
-                question: submission.question.as_deref(),
-                transcript: &submission.transcript.text,
-            }
-            .key();
-            self.cached_sample(provider, model, request, prompt, key)
-        });
-        futures::future::join_all(runs).await.into_iter().collect()
+        Ok(Ctx {
+            submission,
+            prompt,
+            messages: rendered.messages,
+            schema: prompts::output_schema(&prompt.file),
+            opts,
+            tokens: Mutex::new(Vec::new()),
+            budget_gates: Mutex::new(HashMap::new()),
+        })
     }
 
-    /// A sample from the cache when an identical call was answered before; otherwise a
-    /// provider call whose validated judgment is then cached.
-    async fn cached_sample(
+    /// Whether the route starts with the strong tier, and why: a hard stage, a long input, or
+    /// an input the cheap model cannot take. `Err` when no tier can take the input.
+    fn start_strong(route: &Route, ctx: &Ctx<'_>) -> Result<Vec<String>, JudgeError> {
+        let cheap = &route.cheap.primary().config;
+        let cheap_fit = ctx.fits(cheap);
+        let Some(strong) = &route.strong else {
+            cheap_fit?;
+            return Ok(Vec::new());
+        };
+        let mut reasons = Vec::new();
+        if route.rules.hard {
+            reasons.push("the stage is configured as hard".to_string());
+        }
+        let tokens = ctx.tokens_for(cheap) as u64;
+        if let Some(limit) = route.rules.above_tokens {
+            if tokens > limit {
+                reasons.push(format!(
+                    "the prompt has {tokens} tokens, above the cascade's limit of {limit}"
+                ));
+            }
+        }
+        if let Err(e) = cheap_fit {
+            ctx.fits(&strong.primary().config)?;
+            reasons.push(format!("the cheap model cannot take the input ({e})"));
+        }
+        Ok(reasons)
+    }
+
+    async fn grade_report(
         &self,
-        provider: &dyn Provider,
-        model: &ModelConfig,
-        request: ChatRequest,
+        submission: &Submission,
         prompt: &PromptVersion,
-        key: String,
-    ) -> Result<Sample, JudgeError> {
-        if let Some(cache) = &self.cache {
-            if let Some(hit) = cache.get(&key).await {
-                return Ok(Sample {
-                    judgment: Some(hit.judgment),
-                    problems: Vec::new(),
-                    usage: TokenUsage::default(),
-                    repairs: 0,
-                    model: hit.model,
-                    cached: true,
-                });
+        opts: GradeOptions,
+    ) -> Result<GradeReport, JudgeError> {
+        Judge::check_stage(submission, prompt)?;
+        let router = match &self.backend {
+            Backend::Offline => return self.offline_report(submission, prompt, Vec::new()),
+            Backend::Routed(r) => r,
+        };
+        let route = router.route(submission.stage);
+        let ctx = self.context(submission, prompt, opts)?;
+        let straight = Judge::start_strong(route, &ctx)?;
+
+        let mut reasons = Vec::new();
+        let (graded, all, tier, escalated);
+        match (&route.strong, straight.is_empty()) {
+            (Some(strong), false) => {
+                for r in &straight {
+                    self.metrics.escalation(escalation_kind(r));
+                }
+                let samples = match self.run_tier(strong, &ctx).await {
+                    Ok(s) => s,
+                    Err(Stop::Budget(ex)) => return self.degraded(submission, prompt, &ex),
+                    Err(Stop::Error(e)) => return Err(e),
+                };
+                reasons.push(format!(
+                    "graded by the strong tier directly: {}",
+                    straight.join("; ")
+                ));
+                tier = strong.label.clone();
+                escalated = true;
+                all = samples.clone();
+                graded = samples;
+            }
+            _ => {
+                let cheap = match self.run_tier(&route.cheap, &ctx).await {
+                    Ok(s) => s,
+                    Err(Stop::Budget(ex)) => return self.degraded(submission, prompt, &ex),
+                    Err(Stop::Error(e)) => return Err(e),
+                };
+                let why = escalation_reasons(&route.rules, &prompt.file, &cheap);
+                let strong = route.strong.as_ref().filter(|_| !why.is_empty());
+                let fits = strong.map(|s| ctx.fits(&s.primary().config));
+                match (strong, fits) {
+                    (Some(strong), Some(Ok(()))) => {
+                        // One count per grading and kind, however many dimensions fired.
+                        let mut kinds: Vec<&str> = why.iter().map(|(k, _)| *k).collect();
+                        kinds.sort_unstable();
+                        kinds.dedup();
+                        for kind in kinds {
+                            self.metrics.escalation(kind);
+                        }
+                        let text: Vec<&str> = why.iter().map(|(_, t)| t.as_str()).collect();
+                        match self.run_tier(strong, &ctx).await {
+                            Ok(samples) => {
+                                reasons.push(format!(
+                                    "escalated from the cheap tier ({} sample(s)): {}",
+                                    cheap.len(),
+                                    text.join("; ")
+                                ));
+                                tier = strong.label.clone();
+                                escalated = true;
+                                all = cheap.iter().chain(samples.iter()).cloned().collect();
+                                graded = samples;
+                            }
+                            Err(stop) => {
+                                let why_not = match stop {
+                                    Stop::Budget(ex) => format!("skipped: {ex}"),
+                                    Stop::Error(e) => format!("failed: {e}"),
+                                };
+                                reasons.push(format!(
+                                    "escalation to the strong tier ({}) {why_not}; graded by the cheap tier",
+                                    text.join("; ")
+                                ));
+                                tier = route.cheap.label.clone();
+                                escalated = false;
+                                all = cheap.clone();
+                                graded = cheap;
+                            }
+                        }
+                    }
+                    (Some(_), Some(Err(e))) => {
+                        reasons.push(format!("escalation to the strong tier impossible: {e}"));
+                        tier = route.cheap.label.clone();
+                        escalated = false;
+                        all = cheap.clone();
+                        graded = cheap;
+                    }
+                    _ => {
+                        tier = route.cheap.label.clone();
+                        escalated = false;
+                        all = cheap.clone();
+                        graded = cheap;
+                    }
+                }
             }
         }
-        let sample = self
-            .one_sample(provider, model, request, &prompt.file)
-            .await?;
-        if let (Some(cache), Some(judgment)) = (&self.cache, &sample.judgment) {
-            let value = CachedJudgment {
-                judgment: judgment.clone(),
-                model: sample.model.clone(),
-                repairs: sample.repairs,
-            };
-            cache.put(&key, &prompt.sha256, &value).await;
-        }
-        Ok(sample)
+        let report = self.assemble(
+            submission,
+            prompt,
+            Outcome {
+                graded: &graded,
+                all: &all,
+                tier,
+                escalated,
+                offline: false,
+                reasons,
+            },
+        );
+        self.record_usage(submission, prompt, &report, &all).await;
+        Ok(report)
     }
 
-    /// One sample with up to `max_repairs` repair turns: the invalid output and the list of
-    /// problems go back to the model, which gets one chance to correct itself.
+    /// The offline judge's report, with `reasons` (e.g. why a model was not used) first.
+    fn offline_report(
+        &self,
+        submission: &Submission,
+        prompt: &PromptVersion,
+        reasons: Vec<String>,
+    ) -> Result<GradeReport, JudgeError> {
+        let judge = self.offline_judge(prompt)?;
+        let sample = Sample {
+            judgment: Some(judge.judge(&submission.transcript)),
+            problems: Vec::new(),
+            usage: TokenUsage::default(),
+            cost_usd: 0.0,
+            repairs: 0,
+            model: "offline".into(),
+            asked: "offline".into(),
+            cache: CacheStatus::Miss,
+        };
+        let samples = [sample];
+        Ok(self.assemble(
+            submission,
+            prompt,
+            Outcome {
+                graded: &samples,
+                all: &samples,
+                tier: "offline".into(),
+                escalated: false,
+                offline: true,
+                reasons,
+            },
+        ))
+    }
+
+    /// A budget refused the model: grade offline, and say so first.
+    fn degraded(
+        &self,
+        submission: &Submission,
+        prompt: &PromptVersion,
+        ex: &Exhausted,
+    ) -> Result<GradeReport, JudgeError> {
+        self.metrics.budget_degraded(ex.scope);
+        tracing::warn!(tenant = %submission.tenant, scope = ex.scope, "budget exhausted; grading offline");
+        self.offline_report(
+            submission,
+            prompt,
+            vec![format!(
+                "budget: {ex}; graded by the offline judge instead of a language model"
+            )],
+        )
+    }
+
+    fn offline_judge(&self, prompt: &PromptVersion) -> Result<Arc<OfflineJudge>, JudgeError> {
+        let mut cache = self.offline.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(j) = cache.get(&prompt.sha256) {
+            return Ok(j.clone());
+        }
+        let j = Arc::new(OfflineJudge::new(&prompt.file)?);
+        cache.insert(prompt.sha256.clone(), j.clone());
+        Ok(j)
+    }
+
+    /// The tier's samples, concurrently; the first failure stops the tier.
+    async fn run_tier(&self, tier: &Tier, ctx: &Ctx<'_>) -> Result<Vec<Sample>, Stop> {
+        let runs = (0..tier.samples).map(|i| self.sample(tier, ctx, i));
+        let shots = futures::future::join_all(runs).await;
+        let mut out = Vec::with_capacity(shots.len());
+        for shot in shots {
+            out.push(shot?);
+        }
+        Ok(out)
+    }
+
+    fn request(&self, model: &ModelConfig, ctx: &Ctx<'_>, i: u32) -> ChatRequest {
+        ChatRequest {
+            model: model.model.clone(),
+            messages: ctx.messages.clone(),
+            temperature: self.settings.temperature,
+            seed: self.settings.seed.map(|s| s + i as i64),
+            max_tokens: model.max_output_tokens,
+            json_schema: Some(("grade_report".into(), ctx.schema.clone())),
+            prompt_cache_key: Some(format!("grader:{}", ctx.prompt.key())),
+        }
+    }
+
+    fn cache_key(&self, model: &ModelConfig, ctx: &Ctx<'_>, i: u32) -> String {
+        CacheKeyParts {
+            prompt_sha256: &ctx.prompt.sha256,
+            model: &model.model,
+            temperature: self.settings.temperature,
+            seed: self.settings.seed.map(|s| s + i as i64),
+            max_tokens: model.max_output_tokens,
+            sample_index: i,
+            question: ctx.submission.question.as_deref(),
+            transcript: &ctx.submission.transcript.text,
+        }
+        .key()
+    }
+
+    /// One sample of a tier: from the cache, from an identical call in flight, or from the
+    /// tier's chain of models. Only a valid judgment from the primary model is cached under
+    /// the primary's key (a fallback's answer is cached under the fallback's own key).
+    async fn sample(&self, tier: &Tier, ctx: &Ctx<'_>, i: u32) -> Result<Sample, Stop> {
+        let primary = &tier.primary().config;
+        let cache = self.cache.as_ref().filter(|_| !ctx.opts.bypass_cache);
+        let Some(cache) = cache else {
+            let status = if ctx.opts.bypass_cache {
+                CacheStatus::Bypass
+            } else {
+                CacheStatus::Miss
+            };
+            self.metrics.cache_lookup(status, None);
+            return match self.call_chain(tier, ctx, i, None).await {
+                Ok(mut s) => {
+                    s.cache = status;
+                    Ok(s)
+                }
+                Err(f) => Err(stop_of(f)),
+            };
+        };
+        let key = self.cache_key(primary, ctx, i);
+        let flight = cache
+            .single_flight(&key, &ctx.prompt.sha256, async {
+                let shot: Shot = self.call_chain(tier, ctx, i, Some(cache)).await;
+                match shot {
+                    Ok(s) if s.asked == primary.model && s.cache == CacheStatus::Miss => {
+                        match s.judgment.clone() {
+                            Some(judgment) => Computed::Keep(
+                                CachedJudgment {
+                                    judgment,
+                                    model: s.model.clone(),
+                                    repairs: s.repairs,
+                                },
+                                Ok(s),
+                            ),
+                            // Invalid output is never cached, but waiters share it.
+                            None => Computed::Share(Ok(s)),
+                        }
+                    }
+                    other => Computed::Share(other),
+                }
+            })
+            .await;
+        let (status, layer, shot) = match flight {
+            Flight::Hit { value, layer } => (
+                CacheStatus::Hit,
+                Some(layer),
+                Ok(Sample::from_cache(value, &primary.model, CacheStatus::Hit)),
+            ),
+            Flight::Ran(shot) => {
+                let status = match &shot {
+                    Ok(s) => s.cache,
+                    Err(_) => CacheStatus::Miss,
+                };
+                (status, None, shot)
+            }
+            Flight::Joined(Shared::Value(value)) => (
+                CacheStatus::Coalesced,
+                None,
+                Ok(Sample::from_cache(
+                    value,
+                    &primary.model,
+                    CacheStatus::Coalesced,
+                )),
+            ),
+            Flight::Joined(Shared::Uncached(shot)) => (
+                CacheStatus::Coalesced,
+                None,
+                match &*shot {
+                    Ok(s) => Ok(s.joined()),
+                    Err(f) => Err(f.clone()),
+                },
+            ),
+        };
+        self.metrics.cache_lookup(status, layer);
+        shot.map_err(stop_of)
+    }
+
+    /// The tier's models in order until one answers: the primary, then each fallback (its
+    /// own cached answer first). A model whose breaker is open is skipped; a model whose
+    /// context cannot take the prompt is skipped. The budget is checked once per tier,
+    /// before its first paid call.
+    async fn call_chain(
+        &self,
+        tier: &Tier,
+        ctx: &Ctx<'_>,
+        i: u32,
+        cache: Option<&ResponseCache>,
+    ) -> Shot {
+        let primary = tier.primary();
+        let mut last: Option<LlmError> = None;
+        for (pos, handle) in tier.chain.iter().enumerate() {
+            let config = &handle.config;
+            if pos > 0 {
+                if let Err(e) = ctx.fits(config) {
+                    tracing::debug!(model = %config.name, error = %e, "fallback skipped: input too long");
+                    continue;
+                }
+                if let Some(cache) = cache {
+                    let key = self.cache_key(config, ctx, i);
+                    if let Some((value, layer)) = cache.get(&key, &ctx.prompt.sha256).await {
+                        self.metrics.fallback(&primary.config.model, &config.model);
+                        self.metrics.cache_lookup(CacheStatus::Hit, Some(layer));
+                        return Ok(Sample::from_cache(value, &config.model, CacheStatus::Hit));
+                    }
+                }
+            }
+            if let Permit::Refused { retry_in } = handle.permit() {
+                tracing::debug!(model = %config.name, "circuit breaker open; skipping");
+                last = Some(LlmError::Server {
+                    status: 503,
+                    message: format!(
+                        "circuit breaker open for model {} after repeated failures; next probe in {:.0}s",
+                        config.name,
+                        retry_in.as_secs_f64().ceil()
+                    ),
+                });
+                continue;
+            }
+            if let Some(ex) = self.budget_gate(tier, ctx).await {
+                return Err(Failure::Budget(ex));
+            }
+            if pos > 0 {
+                self.metrics.fallback(&primary.config.model, &config.model);
+                tracing::warn!(from = %primary.config.name, to = %config.name, "falling back");
+            }
+            match self.one_sample(handle, ctx, i).await {
+                Ok(s) => {
+                    handle.record(Ok(()));
+                    if pos > 0 && s.judgment.is_some() {
+                        if let (Some(cache), Some(j)) = (cache, &s.judgment) {
+                            let value = CachedJudgment {
+                                judgment: j.clone(),
+                                model: s.model.clone(),
+                                repairs: s.repairs,
+                            };
+                            let key = self.cache_key(config, ctx, i);
+                            cache.put(&key, &ctx.prompt.sha256, &value).await;
+                        }
+                    }
+                    return Ok(s);
+                }
+                Err(e) => {
+                    handle.record(Err(&e));
+                    tracing::warn!(model = %config.name, error = %e, "model call failed");
+                    last = Some(e);
+                }
+            }
+        }
+        Err(Failure::Provider(Arc::new(last.unwrap_or_else(|| {
+            LlmError::Server {
+                status: 503,
+                message: format!("no model of tier {} could take the request", tier.label),
+            }
+        }))))
+    }
+
+    /// The budget decision for a tier's paid calls in this grading: its worst case (every
+    /// sample of the primary, uncached, full answers) against the caps, checked once.
+    async fn budget_gate(&self, tier: &Tier, ctx: &Ctx<'_>) -> Option<Exhausted> {
+        let budget = self.budget.as_ref().filter(|b| !b.is_unlimited())?;
+        let gate = ctx.gate(&tier.label);
+        gate.get_or_init(|| async {
+            let model = &tier.primary().config;
+            let needed = f64::from(tier.samples)
+                * llm::cost::max_cost_usd(
+                    &model.prices,
+                    ctx.tokens_for(model) as u64,
+                    model.max_output_tokens,
+                );
+            budget
+                .check(&ctx.submission.tenant, self.clock.now(), needed)
+                .await
+        })
+        .await
+        .clone()
+    }
+
+    /// One call to one model with up to `max_repairs` repair turns: the invalid output and
+    /// the list of problems go back to the model, which gets one chance to correct itself.
     async fn one_sample(
         &self,
-        provider: &dyn Provider,
-        model: &ModelConfig,
-        mut request: ChatRequest,
-        file: &prompts::PromptFile,
-    ) -> Result<Sample, JudgeError> {
+        handle: &ModelHandle,
+        ctx: &Ctx<'_>,
+        i: u32,
+    ) -> Result<Sample, LlmError> {
+        let model = &handle.config;
+        let mut request = self.request(model, ctx, i);
+        let retry = if self.per_model_retries {
+            RetryPolicy {
+                max_retries: model.max_retries,
+                ..self.settings.retry.clone()
+            }
+        } else {
+            self.settings.retry.clone()
+        };
+        let file = &ctx.prompt.file;
         let mut usage = TokenUsage::default();
         let mut repairs = 0;
         let mut model_id = model.model.clone();
         loop {
             let (response, _attempts) =
-                complete_with_retry(provider, &request, &self.settings.retry).await?;
+                complete_with_retry(handle.provider(), &request, &retry).await?;
             usage.prompt_tokens += response.usage.prompt_tokens;
             usage.completion_tokens += response.usage.completion_tokens;
             usage.cached_tokens += response.usage.cached_tokens;
@@ -349,27 +1040,20 @@ impl Judge {
                 Err(p) => vec![p],
                 Ok(j) => match validate(&j, file) {
                     Ok(()) => {
-                        return Ok(Sample {
-                            judgment: Some(j),
-                            problems: Vec::new(),
+                        return Ok(self.finish(
+                            model,
+                            Some(j),
+                            Vec::new(),
                             usage,
                             repairs,
-                            model: model_id,
-                            cached: false,
-                        })
+                            model_id,
+                        ))
                     }
                     Err(p) => p,
                 },
             };
             if repairs >= self.settings.max_repairs {
-                return Ok(Sample {
-                    judgment: None,
-                    problems,
-                    usage,
-                    repairs,
-                    model: model_id,
-                    cached: false,
-                });
+                return Ok(self.finish(model, None, problems, usage, repairs, model_id));
             }
             repairs += 1;
             request.messages.push(Message {
@@ -386,36 +1070,210 @@ impl Judge {
         }
     }
 
+    /// A paid sample: priced with the model's own prices and counted in the metrics.
+    fn finish(
+        &self,
+        model: &ModelConfig,
+        judgment: Option<Judgment>,
+        problems: Vec<String>,
+        usage: TokenUsage,
+        repairs: u32,
+        answered_by: String,
+    ) -> Sample {
+        let cost_usd = llm::cost::cost_usd(&model.prices, &usage);
+        self.metrics.usage(
+            &model.model,
+            usage.prompt_tokens,
+            usage.completion_tokens,
+            usage.cached_tokens,
+            cost_usd,
+        );
+        Sample {
+            judgment,
+            problems,
+            usage,
+            cost_usd,
+            repairs,
+            model: answered_by,
+            asked: model.model.clone(),
+            cache: CacheStatus::Miss,
+        }
+    }
+
+    /// The tokens and worst-case cost of grading `submission`, per tier, calling no model.
+    pub async fn estimate(
+        &self,
+        submission: &Submission,
+        prompt: &PromptVersion,
+    ) -> Result<DryRun, JudgeError> {
+        Judge::check_stage(submission, prompt)?;
+        let ctx = self.context(submission, prompt, GradeOptions::default())?;
+        let mut run = DryRun {
+            dry_run: true,
+            stage: submission.stage,
+            prompt: prompt.prompt_ref(),
+            system_tokens: 0,
+            prompt_tokens: 0,
+            stable_prefix_share: 0.0,
+            tiers: Vec::new(),
+            starts_strong_because: Vec::new(),
+            max_cost_usd: 0.0,
+            max_cost_usd_if_escalated: 0.0,
+            budget_exhausted: None,
+            notice: DRY_RUN_NOTICE.to_string(),
+        };
+        let encoding_model = match &self.backend {
+            Backend::Offline => None,
+            Backend::Routed(r) => Some(r.route(submission.stage).cheap.primary().config.clone()),
+        };
+        let encoding = match &encoding_model {
+            Some(m) => llm::tokens::encoding_for(m),
+            None => llm::tokens::Encoding::O200kBase,
+        };
+        run.prompt_tokens = llm::tokens::count_messages(encoding, &ctx.messages) as u64;
+        run.system_tokens = ctx
+            .messages
+            .iter()
+            .filter(|m| m.role == Role::System)
+            .map(|m| llm::tokens::count_messages(encoding, std::slice::from_ref(m)) as u64)
+            .sum::<u64>();
+        if run.prompt_tokens > 0 {
+            run.stable_prefix_share = run.system_tokens as f64 / run.prompt_tokens as f64;
+        }
+        let Backend::Routed(router) = &self.backend else {
+            return Ok(run);
+        };
+        let route = router.route(submission.stage);
+        let straight = Judge::start_strong(route, &ctx)?;
+        let estimate = |tier: &Tier, used: &str| {
+            let m = &tier.primary().config;
+            let tokens = ctx.tokens_for(m) as u64;
+            let per = llm::cost::max_cost_usd(&m.prices, tokens, m.max_output_tokens);
+            TierEstimate {
+                tier: tier.label.clone(),
+                model: m.name.clone(),
+                model_id: m.model.clone(),
+                fallbacks: tier.chain[1..]
+                    .iter()
+                    .map(|h| h.config.name.clone())
+                    .collect(),
+                samples: tier.samples,
+                prompt_tokens: tokens,
+                max_output_tokens: m.max_output_tokens,
+                fits_context: ctx.fits(m).is_ok(),
+                max_cost_usd_per_sample: per,
+                max_cost_usd: per * f64::from(tier.samples),
+                used: used.to_string(),
+            }
+        };
+        if straight.is_empty() {
+            run.tiers.push(estimate(&route.cheap, "first"));
+            if let Some(s) = &route.strong {
+                run.tiers.push(estimate(s, "on_escalation"));
+            }
+            run.max_cost_usd = run.tiers[0].max_cost_usd;
+            run.max_cost_usd_if_escalated = run.tiers.iter().map(|t| t.max_cost_usd).sum();
+        } else if let Some(s) = &route.strong {
+            run.tiers.push(estimate(s, "straight"));
+            run.max_cost_usd = run.tiers[0].max_cost_usd;
+            run.max_cost_usd_if_escalated = run.max_cost_usd;
+        }
+        run.starts_strong_because = straight;
+        if let Some(budget) = &self.budget {
+            run.budget_exhausted = budget
+                .check(&submission.tenant, self.clock.now(), run.max_cost_usd)
+                .await
+                .map(|ex| ex.to_string());
+        }
+        Ok(run)
+    }
+
+    /// One ledger record per model the grading used (cache hits included, at no cost).
+    async fn record_usage(
+        &self,
+        submission: &Submission,
+        prompt: &PromptVersion,
+        report: &GradeReport,
+        samples: &[Sample],
+    ) {
+        let Some(budget) = &self.budget else {
+            return;
+        };
+        let mut by_model: BTreeMap<&str, UsageRecord> = BTreeMap::new();
+        for s in samples {
+            let r = by_model.entry(&s.asked).or_insert_with(|| UsageRecord {
+                at: self.clock.now(),
+                tenant: submission.tenant.clone(),
+                stage: submission.stage.to_string(),
+                prompt: prompt.key(),
+                prompt_sha256: prompt.sha256.clone(),
+                model: s.asked.clone(),
+                tier: report.judge.tier.clone(),
+                samples: 0,
+                cached_samples: 0,
+                prompt_tokens: 0,
+                completion_tokens: 0,
+                cached_tokens: 0,
+                cost_usd: 0.0,
+            });
+            r.samples += 1;
+            if matches!(s.cache, CacheStatus::Hit | CacheStatus::Coalesced) {
+                r.cached_samples += 1;
+            }
+            r.prompt_tokens += s.usage.prompt_tokens;
+            r.completion_tokens += s.usage.completion_tokens;
+            r.cached_tokens += s.usage.cached_tokens;
+            r.cost_usd += s.cost_usd;
+        }
+        let records: Vec<UsageRecord> = by_model.into_values().collect();
+        if let Err(e) = budget.ledger().record(&records).await {
+            tracing::warn!(error = %e, "cannot record usage");
+        }
+    }
+
     fn assemble(
         &self,
         submission: &Submission,
         prompt: &PromptVersion,
-        samples: Vec<Sample>,
-        tier: String,
+        outcome: Outcome<'_>,
     ) -> GradeReport {
+        let Outcome {
+            graded: samples,
+            all,
+            tier,
+            escalated,
+            offline,
+            reasons,
+        } = outcome;
         let file = &prompt.file;
         let transcript = &submission.transcript;
-        let offline = self.is_offline();
         let mut usage = Usage::default();
-        let mut repairs = 0;
-        let mut model = self.model_name().to_string();
-        for s in &samples {
-            let cost = match &self.backend {
-                Backend::Model { model, .. } => llm::cost::cost_usd(&model.prices, &s.usage),
-                Backend::Offline => 0.0,
-            };
+        for s in all {
             usage.add(&Usage {
                 prompt_tokens: s.usage.prompt_tokens,
                 completion_tokens: s.usage.completion_tokens,
                 cached_tokens: s.usage.cached_tokens,
-                cost_usd: cost,
+                cost_usd: s.cost_usd,
             });
-            repairs += s.repairs;
-            model = s.model.clone();
         }
-        let all_cached = !samples.is_empty() && samples.iter().all(|s| s.cached);
+        let repairs = samples.iter().map(|s| s.repairs).sum();
+        let model = samples
+            .last()
+            .map(|s| s.model.clone())
+            .unwrap_or_else(|| self.model_name().to_string());
+        let cache = if offline {
+            CacheStatus::Miss
+        } else if all.iter().any(|s| s.cache == CacheStatus::Bypass) {
+            CacheStatus::Bypass
+        } else if all.is_empty() || all.iter().any(|s| s.cache == CacheStatus::Miss) {
+            CacheStatus::Miss
+        } else if all.iter().any(|s| s.cache == CacheStatus::Coalesced) {
+            CacheStatus::Coalesced
+        } else {
+            CacheStatus::Hit
+        };
         let valid: Vec<&Judgment> = samples.iter().filter_map(|s| s.judgment.as_ref()).collect();
-        let mut review_reasons = Vec::new();
+        let mut review_reasons = reasons;
         if offline {
             review_reasons.push(
                 "graded by the offline pattern judge, not a language model: a person must review"
@@ -587,13 +1445,9 @@ impl Judge {
                 model,
                 tier,
                 samples: samples.len() as u32,
-                cached: all_cached,
-                cache: if all_cached {
-                    CacheStatus::Hit
-                } else {
-                    CacheStatus::Miss
-                },
-                escalated: false,
+                cached: matches!(cache, CacheStatus::Hit | CacheStatus::Coalesced),
+                cache,
+                escalated,
                 repairs,
             },
             status,
@@ -613,6 +1467,99 @@ impl Judge {
             notice: if offline { OFFLINE_NOTICE } else { NOTICE }.to_string(),
         }
     }
+}
+
+fn stop_of(f: Failure) -> Stop {
+    match f {
+        Failure::Budget(ex) => Stop::Budget(ex),
+        Failure::Provider(e) => Stop::Error(JudgeError::Provider(owned_error(e))),
+    }
+}
+
+/// The metric label of a reason the route started strong.
+fn escalation_kind(reason: &str) -> &'static str {
+    if reason.contains("hard") {
+        "hard_stage"
+    } else {
+        "long_input"
+    }
+}
+
+/// Why the cheap tier's samples should not be trusted, as (metric kind, reason) pairs.
+pub(crate) fn escalation_reasons_of(
+    rules: &EscalationRules,
+    file: &prompts::PromptFile,
+    judgments: &[&Judgment],
+) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    if judgments.is_empty() {
+        if rules.invalid {
+            out.push((
+                "invalid",
+                "the cheap tier produced no valid judgment".to_string(),
+            ));
+        }
+        return out;
+    }
+    let mut disagree = Vec::new();
+    for d in &file.dimensions {
+        let raw: Vec<u8> = judgments
+            .iter()
+            .filter_map(|j| j.scores.iter().find(|s| s.dimension == d.id))
+            .filter_map(|s| u8::try_from(s.score).ok())
+            .collect();
+        if raw.len() < 2 {
+            continue;
+        }
+        let spread =
+            raw.iter().max().copied().unwrap_or(0) - raw.iter().min().copied().unwrap_or(0);
+        if rules.spread > 0 && spread >= rules.spread {
+            disagree.push((
+                "disagreement",
+                format!("`{}` samples disagree ({raw:?}, spread {spread})", d.id),
+            ));
+            continue;
+        }
+        if let Some(min) = rules.below_confidence {
+            let c = confidence(&raw, d.scale.max - d.scale.min);
+            if c < min {
+                disagree.push((
+                    "low_confidence",
+                    format!("`{}` confidence {c:.2} below {min}", d.id),
+                ));
+            }
+        }
+    }
+    if disagree.len() >= rules.min_dimensions.max(1) as usize {
+        out.extend(disagree);
+    }
+    if rules.red_flag {
+        let mut seen = Vec::new();
+        for j in judgments {
+            for f in &j.flags {
+                let severe = file.flags.iter().any(|fd| {
+                    fd.id == f.id && fd.kind == FlagKind::Red && fd.severity == Severity::High
+                });
+                if severe && !seen.contains(&f.id) {
+                    seen.push(f.id.clone());
+                    out.push((
+                        "red_flag",
+                        format!("a sample raised the high-severity red flag `{}`", f.id),
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn escalation_reasons(
+    rules: &EscalationRules,
+    file: &prompts::PromptFile,
+    samples: &[Sample],
+) -> Vec<(&'static str, String)> {
+    let judgments: Vec<&Judgment> = samples.iter().filter_map(|s| s.judgment.as_ref()).collect();
+    escalation_reasons_of(rules, file, &judgments)
 }
 
 /// The median of the samples; with an even count, the mean of the two middle values, so two

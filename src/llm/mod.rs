@@ -131,9 +131,12 @@ pub struct ModelConfig {
     pub max_retries: u32,
 }
 
+pub mod breaker;
 pub mod cost;
 pub mod openai;
+pub mod ratelimit;
 pub mod retry;
+pub mod router;
 pub mod tokens;
 
 pub use cost::cost_usd;

@@ -79,3 +79,28 @@ pub fn instance_name() -> String {
         .unwrap_or_else(|| "localhost".to_string());
     format!("{host}:{}", std::process::id())
 }
+
+/// The review reason added when a tenant has switched on `review_everything`.
+pub const REVIEW_EVERYTHING_REASON: &str =
+    "the tenant requires a person to review every grading (review_everything)";
+
+/// Applies the tenant's human-oversight settings to a finished report before it is stored or
+/// returned: with `review_everything` on, every report needs review, whatever its scores.
+/// (The stop switch a deployer must have under the EU AI Act's human-oversight duty.)
+pub fn apply_tenant_policy(
+    report: &mut crate::domain::GradeReport,
+    settings: &crate::store::TenantSettings,
+) {
+    if settings.review_everything == Some(true) {
+        report.needs_review = true;
+        if !report
+            .review_reasons
+            .iter()
+            .any(|r| r == REVIEW_EVERYTHING_REASON)
+        {
+            report
+                .review_reasons
+                .push(REVIEW_EVERYTHING_REASON.to_string());
+        }
+    }
+}

@@ -176,20 +176,27 @@ async fn process(app: &Arc<App>, worker: &str, job: LeasedJob, shutdown: &watch:
                 Err(e) => tracing::warn!(worker, "cannot release job {}: {e}", job.job_id),
             }
         }
-        Some(Ok(report)) => {
+        Some(Ok(mut report)) => {
             app.metrics.grading_latency.observe(started.elapsed());
+            // Read once per job: settings may change while the service runs.
+            let tenant = match app.store.tenant(&sub.tenant_id).await {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::warn!(worker, submission = %sub.id, "cannot load the tenant: {e}");
+                    None
+                }
+            };
+            if let Some(t) = &tenant {
+                super::apply_tenant_policy(&mut report, &t.settings);
+            }
             match app.store.complete_job(&job.job_id, worker, &report).await {
                 Ok(true) => {
                     app.metrics
                         .gradings_completed
                         .fetch_add(1, Ordering::Relaxed);
-                    spawn_callback(
-                        app,
-                        &sub.tenant_id,
-                        &sub.id,
-                        sub.submission.external_id.clone(),
-                        report,
-                    );
+                    if let Some(t) = tenant.filter(|t| t.settings.callback_url.is_some()) {
+                        spawn_callback(app, t, &sub.id, sub.submission.external_id.clone(), report);
+                    }
                 }
                 Ok(false) => {
                     app.metrics.leases_lost.fetch_add(1, Ordering::Relaxed);
@@ -245,29 +252,18 @@ async fn dead(app: &App, worker: &str, job: &LeasedJob, reason: &str) {
     }
 }
 
-/// Starts the tenant's callback delivery, if it has a callback URL, on its own task.
+/// Delivers the report to the tenant's callback URL on its own task, so a slow receiver
+/// never holds a worker.
 fn spawn_callback(
     app: &Arc<App>,
-    tenant_id: &str,
+    tenant: crate::store::Tenant,
     submission_id: &str,
     external_id: Option<String>,
     report: crate::domain::GradeReport,
 ) {
     let app = app.clone();
-    let tenant_id = tenant_id.to_string();
     let submission_id = submission_id.to_string();
     tokio::spawn(async move {
-        let tenant = match app.store.tenant(&tenant_id).await {
-            Ok(Some(t)) => t,
-            Ok(None) => return,
-            Err(e) => {
-                tracing::warn!(submission = %submission_id, "cannot load tenant for callback: {e}");
-                return;
-            }
-        };
-        if tenant.settings.callback_url.is_none() {
-            return;
-        }
         if let Err(e) = callback::deliver(
             &app,
             &tenant,

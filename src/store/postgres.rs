@@ -16,17 +16,19 @@
 //! identically; replicas are expected to run NTP-synchronised clocks, and leases are long
 //! compared with any skew.
 
+use std::collections::HashSet;
 use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
-use sqlx::Row;
+use sqlx::{AssertSqlSafe, Row};
 
 use super::common::{
     calibration_rows, completion_audit, from_json, insert_error, later, micros, new_id, now,
-    parse_role, pending, to_json, to_u32, Migration, RawCalibration, RawSubmission,
+    parse_role, pending, to_json, to_u32, Answer, GroupCommit, Migration, PendingEnqueue,
+    RawCalibration, RawSubmission,
 };
 use super::{
     redact_url, ApiKeyRecord, AuditEntry, CalibrationFilter, CalibrationRow, CallbackAttempt,
@@ -61,6 +63,8 @@ macro_rules! submission_cols {
 
 pub struct PostgresStore {
     pool: PgPool,
+    /// Group commit of enqueues (see `write_batch`).
+    enqueues: GroupCommit,
 }
 
 impl PostgresStore {
@@ -78,8 +82,195 @@ impl PostgresStore {
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options)
             .await?;
-        Ok(PostgresStore { pool })
+        Ok(PostgresStore {
+            pool,
+            enqueues: GroupCommit::new(ENQUEUE_LANES),
+        })
     }
+}
+
+/// Batches carried at once (see `common::GroupCommit`): while one commits, the next gathers.
+const ENQUEUE_LANES: usize = 2;
+/// Rows per batch statement: 64 x 10 parameters, far below PostgreSQL's 65535.
+const CHUNK: usize = 64;
+
+/// Writes a group-commit batch: chunks of up to 64 submissions, each chunk ONE statement that
+/// inserts the submissions and their jobs (so one commit and one WAL flush for all of them).
+/// Rows go in (tenant, source, delivery id) order, so two replicas inserting overlapping
+/// deliveries take the unique-index locks in the same order and cannot deadlock. If a chunk's
+/// statement fails (an unknown tenant, say), its submissions are retried one by one, so only
+/// the offending one fails.
+async fn write_batch(pool: &PgPool, batch: Vec<PendingEnqueue>) -> Result<Vec<Answer>, StoreError> {
+    let mut slots: Vec<Option<Answer>> = (0..batch.len()).map(|_| None).collect();
+    let mut sorted: Vec<(usize, PendingEnqueue)> = batch.into_iter().enumerate().collect();
+    sorted.sort_by(|(_, a), (_, b)| {
+        (&a.new.tenant_id, &a.new.source, &a.new.delivery_id).cmp(&(
+            &b.new.tenant_id,
+            &b.new.source,
+            &b.new.delivery_id,
+        ))
+    });
+    for chunk in sorted.chunks(CHUNK) {
+        let items: Vec<&PendingEnqueue> = chunk.iter().map(|(_, item)| item).collect();
+        let r = insert_chunk(pool, &items).await; if let Err(e) = &r { if std::env::var_os("DBG_BATCH").is_some() { eprintln!("ERR {e}"); } }
+        let answers = match r {
+            Ok(Some(answers)) => answers,
+            Ok(None) | Err(_) => {
+                if std::env::var_os("DBG_BATCH").is_some() { eprintln!("fallback {}", items.len()); }
+                let mut answers = Vec::with_capacity(items.len());
+                for item in &items {
+                    answers.push(enqueue_single(pool, item).await);
+                }
+                answers
+            }
+        };
+        for ((i, _), answer) in chunk.iter().zip(answers) {
+            slots[*i] = Some(answer);
+        }
+    }
+    Ok(slots
+        .into_iter()
+        .map(|a| {
+            a.unwrap_or_else(|| {
+                Err(StoreError::Database(
+                    "submission left out of its batch".into(),
+                ))
+            })
+        })
+        .collect())
+}
+
+/// One chunk in one statement; `None` for a single item (the plain statement is cheaper).
+async fn insert_chunk(
+    pool: &PgPool,
+    items: &[&PendingEnqueue],
+) -> Result<Option<Vec<Answer>>, StoreError> {
+    use std::fmt::Write as _;
+    if items.len() < 2 {
+        return Ok(None);
+    }
+    // Only placeholders are generated; every value is bound.
+    let mut sql = String::from(
+        "WITH input (id, job_id, tenant_id, stage, source, delivery_id, prompt, submission, \
+             input_sha256, at) AS (VALUES ",
+    );
+    for k in 0..items.len() {
+        let b = k * 10;
+        let sep = if k == 0 { "" } else { ", " };
+        let _ = write!(
+            sql,
+            "{sep}(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}::timestamptz)",
+            b + 1,
+            b + 2,
+            b + 3,
+            b + 4,
+            b + 5,
+            b + 6,
+            b + 7,
+            b + 8,
+            b + 9,
+            b + 10
+        );
+    }
+    sql.push_str(
+        "), s AS ( \
+             INSERT INTO submissions (id, tenant_id, stage, status, source, delivery_id, \
+                 prompt, submission, attempts, input_sha256, created_at, updated_at) \
+             SELECT id, tenant_id, stage, 'queued', source, delivery_id, prompt, \
+                 submission::jsonb, 0, input_sha256, at, at \
+             FROM input ORDER BY tenant_id, source, delivery_id \
+             ON CONFLICT ON CONSTRAINT submissions_delivery_key DO NOTHING \
+             RETURNING id) \
+         INSERT INTO jobs (id, submission_id, tenant_id, status, run_at, attempts, \
+             created_at, updated_at) \
+         SELECT input.job_id, s.id, input.tenant_id, 'queued', input.at, 0, input.at, input.at \
+         FROM s JOIN input ON input.id = s.id \
+         RETURNING submission_id",
+    );
+    let job_ids: Vec<String> = items.iter().map(|_| new_id()).collect();
+    let mut query = sqlx::query(AssertSqlSafe(sql));
+    for (item, job_id) in items.iter().zip(&job_ids) {
+        query = query
+            .bind(&item.id)
+            .bind(job_id)
+            .bind(&item.new.tenant_id)
+            .bind(item.new.submission.stage.as_str())
+            .bind(&item.new.source)
+            .bind(&item.new.delivery_id)
+            .bind(&item.new.prompt)
+            .bind(&item.body)
+            .bind(&item.new.input_sha256)
+            .bind(item.at);
+    }
+    let inserted = query
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(|r| r.try_get::<String, _>("submission_id"))
+        .collect::<Result<HashSet<String>, _>>()?;
+    let mut answers = Vec::with_capacity(items.len());
+    for item in items {
+        answers.push(if inserted.contains(&item.id) {
+            Ok((item.record(), true))
+        } else {
+            existing(pool, item).await
+        });
+    }
+    Ok(Some(answers))
+}
+
+/// One submission and its job in one statement (so one transaction and one round trip):
+/// the job row is inserted only if the submission row was.
+async fn enqueue_single(pool: &PgPool, item: &PendingEnqueue) -> Answer {
+    let new = &item.new;
+    let inserted = sqlx::query(
+        "WITH s AS ( \
+             INSERT INTO submissions (id, tenant_id, stage, status, source, delivery_id, \
+                 prompt, submission, attempts, input_sha256, created_at, updated_at) \
+             VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7::jsonb, 0, $8, $9, $9) \
+             ON CONFLICT ON CONSTRAINT submissions_delivery_key DO NOTHING \
+             RETURNING id, tenant_id) \
+         INSERT INTO jobs (id, submission_id, tenant_id, status, run_at, attempts, \
+             created_at, updated_at) \
+         SELECT $10, s.id, s.tenant_id, 'queued', $9, 0, $9, $9 FROM s",
+    )
+    .bind(&item.id)
+    .bind(&new.tenant_id)
+    .bind(new.submission.stage.as_str())
+    .bind(&new.source)
+    .bind(&new.delivery_id)
+    .bind(&new.prompt)
+    .bind(&item.body)
+    .bind(&new.input_sha256)
+    .bind(item.at)
+    .bind(new_id())
+    .execute(pool)
+    .await
+    .map_err(|e| insert_error(e, "submission", &format!("tenant {}", new.tenant_id)))?
+    .rows_affected();
+    if inserted == 0 {
+        return existing(pool, item).await;
+    }
+    Ok((item.record(), true))
+}
+
+/// The submission that already holds `item`'s delivery key. ON CONFLICT waited for the
+/// competing insert to commit, and this new statement's snapshot sees it.
+async fn existing(pool: &PgPool, item: &PendingEnqueue) -> Answer {
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        submission_cols!(),
+        " FROM submissions s WHERE s.tenant_id = $1 AND s.source = $2 AND s.delivery_id = $3"
+    ))
+    .bind(&item.new.tenant_id)
+    .bind(&item.new.source)
+    .bind(&item.new.delivery_id)
+    .fetch_optional(pool)
+    .await?
+    .ok_or_else(|| {
+        StoreError::Database("delivery id conflicted but no submission was found".into())
+    })?;
+    Ok((submission_from_row(&row)?, false))
 }
 
 fn submission_from_row(row: &PgRow) -> Result<SubmissionRecord, StoreError> {
@@ -351,71 +542,14 @@ impl Store for PostgresStore {
     }
 
     async fn enqueue(&self, new: NewSubmission) -> Result<(SubmissionRecord, bool), StoreError> {
-        let at = now();
-        let id = new_id();
-        let body = to_json(&new.submission)?;
-        // One statement, so one transaction and one round trip: the job row is inserted only
-        // if the submission row was (a conflict on the delivery key makes `s` empty).
-        let inserted = sqlx::query(
-            "WITH s AS ( \
-                 INSERT INTO submissions (id, tenant_id, stage, status, source, delivery_id, \
-                     prompt, submission, attempts, input_sha256, created_at, updated_at) \
-                 VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7::jsonb, 0, $8, $9, $9) \
-                 ON CONFLICT ON CONSTRAINT submissions_delivery_key DO NOTHING \
-                 RETURNING id, tenant_id) \
-             INSERT INTO jobs (id, submission_id, tenant_id, status, run_at, attempts, \
-                 created_at, updated_at) \
-             SELECT $10, s.id, s.tenant_id, 'queued', $9, 0, $9, $9 FROM s",
-        )
-        .bind(&id)
-        .bind(&new.tenant_id)
-        .bind(new.submission.stage.as_str())
-        .bind(&new.source)
-        .bind(&new.delivery_id)
-        .bind(&new.prompt)
-        .bind(&body)
-        .bind(&new.input_sha256)
-        .bind(at)
-        .bind(new_id())
-        .execute(&self.pool)
-        .await
-        .map_err(|e| insert_error(e, "submission", &format!("tenant {}", new.tenant_id)))?
-        .rows_affected();
-        if inserted == 0 {
-            // ON CONFLICT waited for the competing insert to commit; this new statement's
-            // snapshot sees it.
-            let row = sqlx::query(concat!(
-                "SELECT ",
-                submission_cols!(),
-                " FROM submissions s WHERE s.tenant_id = $1 AND s.source = $2 \
-                  AND s.delivery_id = $3"
-            ))
-            .bind(&new.tenant_id)
-            .bind(&new.source)
-            .bind(&new.delivery_id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| {
-                StoreError::Database("delivery id conflicted but no submission was found".into())
-            })?;
-            return Ok((submission_from_row(&row)?, false));
-        }
-        let record = SubmissionRecord {
-            id,
-            tenant_id: new.tenant_id,
-            stage: new.submission.stage,
-            status: SubmissionStatus::Queued,
-            source: new.source,
-            delivery_id: new.delivery_id,
-            prompt: new.prompt,
-            submission: new.submission,
-            report: None,
-            attempts: 0,
-            error: None,
-            created_at: at,
-            updated_at: at,
-        };
-        Ok((record, true))
+        let item = PendingEnqueue::new(new)?;
+        let pool = self.pool.clone();
+        self.enqueues
+            .submit(
+                item,
+                move |batch| async move { write_batch(&pool, batch).await },
+            )
+            .await
     }
 
     async fn submission(

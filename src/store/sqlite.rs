@@ -21,19 +21,22 @@
 //!
 //! Timestamps are TEXT, RFC 3339 UTC with six fractional digits (see `common::ts`).
 
+use std::collections::HashSet;
 use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sqlx::error::ErrorKind;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteRow, SqliteSynchronous,
 };
-use sqlx::Row;
+use sqlx::{AssertSqlSafe, Connection, Row};
 
 use super::common::{
     calibration_rows, completion_audit, from_json, insert_error, later, new_id, now, parse_role,
-    parse_ts, pending, to_json, to_u32, ts, Migration, RawCalibration, RawSubmission,
+    parse_ts, pending, to_json, to_u32, ts, Answer, GroupCommit, Migration, PendingEnqueue,
+    RawCalibration, RawSubmission,
 };
 use super::{
     ApiKeyRecord, AuditEntry, CalibrationFilter, CalibrationRow, CallbackAttempt, HumanGrade,
@@ -68,6 +71,9 @@ pub struct SqliteStore {
     writer: SqlitePool,
     /// Read-only work; the same pool as `writer` for an in-memory database.
     reader: SqlitePool,
+    /// Group commit of enqueues (see `common::GroupCommit`); one lane, as there is one
+    /// writer.
+    enqueues: GroupCommit,
 }
 
 impl SqliteStore {
@@ -80,7 +86,10 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // 64 MiB of page cache per connection (default 2 MiB): the queue's and the
+            // submissions' index pages stay in memory instead of being re-read per insert.
+            .pragma("cache_size", "-65536");
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         if in_memory {
             // One connection that never idles out or expires: closing it would drop the data.
@@ -95,6 +104,7 @@ impl SqliteStore {
             return Ok(SqliteStore {
                 writer: pool.clone(),
                 reader: pool,
+                enqueues: GroupCommit::new(1),
             });
         }
         if let Some(parent) = options.get_filename().parent() {
@@ -117,7 +127,11 @@ impl SqliteStore {
             .test_before_acquire(false)
             .connect_with(options)
             .await?;
-        Ok(SqliteStore { writer, reader })
+        Ok(SqliteStore {
+            writer,
+            reader,
+            enqueues: GroupCommit::new(1),
+        })
     }
 
     /// Starts a write transaction holding SQLite's write lock from the first statement.
@@ -138,6 +152,237 @@ impl SqliteStore {
         .await?;
         Ok(row.is_some())
     }
+}
+
+/// Rows per multi-row INSERT: 64 x 9 parameters stays far below SQLite's limit (32766).
+const CHUNK: usize = 64;
+
+/// The batch's transaction. The outer error aborts (rolls back) the whole batch; an inner
+/// error belongs to one submission, of which then nothing was written.
+async fn commit_batch(
+    conn: &mut SqliteConnection,
+    batch: &[PendingEnqueue],
+) -> Result<Vec<Answer>, StoreError> {
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+    let mut results = Vec::with_capacity(batch.len());
+    for chunk in batch.chunks(CHUNK) {
+        match insert_chunk(&mut tx, chunk).await? {
+            Some(done) => results.extend(done),
+            // A constraint refused the chunk as a whole (e.g. an unknown tenant): one by one,
+            // so only the offending submissions fail.
+            None => {
+                for item in chunk {
+                    results.push(enqueue_one(&mut tx, item).await?);
+                }
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(results)
+}
+
+/// The fast path of a batch: all submissions in one multi-row INSERT and all their jobs in
+/// another, so a batch costs a handful of statements however large it is (each statement is
+/// a round trip to SQLite's thread). `None` when a constraint refused the insert; SQLite has
+/// then undone that statement, and the caller retries the chunk one by one.
+async fn insert_chunk(
+    conn: &mut SqliteConnection,
+    chunk: &[PendingEnqueue],
+) -> Result<Option<Vec<Answer>>, StoreError> {
+    use std::fmt::Write as _;
+    if chunk.len() < 2 {
+        return Ok(None);
+    }
+    // Only placeholders are generated; every value is bound.
+    let mut sql = String::from(
+        "INSERT INTO submissions (id, tenant_id, stage, status, source, delivery_id, prompt, \
+         submission, attempts, input_sha256, created_at, updated_at) VALUES ",
+    );
+    for k in 0..chunk.len() {
+        let b = k * 9;
+        let sep = if k == 0 { "" } else { ", " };
+        let _ = write!(
+            sql,
+            "{sep}(?{}, ?{}, ?{}, 'queued', ?{}, ?{}, ?{}, ?{}, 0, ?{}, ?{}, ?{})",
+            b + 1,
+            b + 2,
+            b + 3,
+            b + 4,
+            b + 5,
+            b + 6,
+            b + 7,
+            b + 8,
+            b + 9,
+            b + 9
+        );
+    }
+    // Within one statement, a later row with the same delivery key as an earlier one is
+    // skipped too, so duplicates inside a batch resolve like duplicates across batches.
+    sql.push_str(" ON CONFLICT (tenant_id, source, delivery_id) DO NOTHING RETURNING id");
+    let mut query = sqlx::query(AssertSqlSafe(sql));
+    let stamps: Vec<String> = chunk.iter().map(|i| ts(&i.at)).collect();
+    for (item, at) in chunk.iter().zip(&stamps) {
+        query = query
+            .bind(&item.id)
+            .bind(&item.new.tenant_id)
+            .bind(item.new.submission.stage.as_str())
+            .bind(&item.new.source)
+            .bind(&item.new.delivery_id)
+            .bind(&item.new.prompt)
+            .bind(&item.body)
+            .bind(&item.new.input_sha256)
+            .bind(at);
+    }
+    let rows = match query.fetch_all(&mut *conn).await {
+        Ok(rows) => rows,
+        Err(e) if is_constraint(&e) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let inserted = rows
+        .iter()
+        .map(|r| r.try_get::<String, _>("id"))
+        .collect::<Result<HashSet<String>, _>>()?;
+
+    let fresh: Vec<(&PendingEnqueue, &String)> = chunk
+        .iter()
+        .zip(&stamps)
+        .filter(|(i, _)| inserted.contains(&i.id))
+        .collect();
+    if !fresh.is_empty() {
+        let mut sql = String::from(
+            "INSERT INTO jobs (id, submission_id, tenant_id, status, run_at, attempts, \
+             created_at, updated_at) VALUES ",
+        );
+        for k in 0..fresh.len() {
+            let b = k * 4;
+            let sep = if k == 0 { "" } else { ", " };
+            let _ = write!(
+                sql,
+                "{sep}(?{}, ?{}, ?{}, 'queued', ?{}, 0, ?{}, ?{})",
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 4,
+                b + 4
+            );
+        }
+        let job_ids: Vec<String> = fresh.iter().map(|_| new_id()).collect();
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for ((item, at), job_id) in fresh.iter().zip(&job_ids) {
+            query = query
+                .bind(job_id)
+                .bind(&item.id)
+                .bind(&item.new.tenant_id)
+                .bind(*at);
+        }
+        // The submissions are in and the tenant exists, so nothing may refuse these rows;
+        // if something does, the whole batch rolls back rather than leave a job-less one.
+        query.execute(&mut *conn).await?;
+    }
+
+    let mut out = Vec::with_capacity(chunk.len());
+    for item in chunk {
+        if inserted.contains(&item.id) {
+            out.push(Ok((item.record(), true)));
+        } else {
+            out.push(existing(conn, item).await?);
+        }
+    }
+    Ok(Some(out))
+}
+
+/// The submission that already holds `item`'s delivery key (committed, or earlier in this
+/// very batch: then it commits with us, before anyone hears back).
+async fn existing(
+    conn: &mut SqliteConnection,
+    item: &PendingEnqueue,
+) -> Result<Answer, StoreError> {
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        submission_cols!(),
+        " FROM submissions WHERE tenant_id = $1 AND source = $2 AND delivery_id = $3"
+    ))
+    .bind(&item.new.tenant_id)
+    .bind(&item.new.source)
+    .bind(&item.new.delivery_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(match row {
+        Some(row) => submission_from_row(&row).map(|r| (r, false)),
+        None => Err(StoreError::Database(
+            "delivery id conflicted but no submission was found".into(),
+        )),
+    })
+}
+
+/// Whether a failed statement was refused by a constraint: SQLite then undoes just that
+/// statement and the transaction goes on. Anything else may have ended the transaction.
+fn is_constraint(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if !matches!(d.kind(), ErrorKind::Other))
+}
+
+async fn enqueue_one(
+    conn: &mut SqliteConnection,
+    item: &PendingEnqueue,
+) -> Result<Answer, StoreError> {
+    let new = &item.new;
+    let at_s = ts(&item.at);
+    // DO NOTHING on the delivery key only: any other constraint still fails loudly.
+    let inserted = sqlx::query(
+        "INSERT INTO submissions (id, tenant_id, stage, status, source, delivery_id, prompt, \
+             submission, attempts, input_sha256, created_at, updated_at) \
+         VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, 0, $8, $9, $9) \
+         ON CONFLICT (tenant_id, source, delivery_id) DO NOTHING",
+    )
+    .bind(&item.id)
+    .bind(&new.tenant_id)
+    .bind(new.submission.stage.as_str())
+    .bind(&new.source)
+    .bind(&new.delivery_id)
+    .bind(&new.prompt)
+    .bind(&item.body)
+    .bind(&new.input_sha256)
+    .bind(&at_s)
+    .execute(&mut *conn)
+    .await;
+    let inserted = match inserted {
+        Ok(done) => done.rows_affected(),
+        Err(e) if is_constraint(&e) => {
+            return Ok(Err(insert_error(
+                e,
+                "submission",
+                &format!("tenant {}", new.tenant_id),
+            )))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if inserted == 0 {
+        return existing(conn, item).await;
+    }
+    let job = sqlx::query(
+        "INSERT INTO jobs (id, submission_id, tenant_id, status, run_at, attempts, \
+             created_at, updated_at) \
+         VALUES ($1, $2, $3, 'queued', $4, 0, $4, $4)",
+    )
+    .bind(new_id())
+    .bind(&item.id)
+    .bind(&new.tenant_id)
+    .bind(&at_s)
+    .execute(&mut *conn)
+    .await;
+    if let Err(e) = job {
+        if !is_constraint(&e) {
+            return Err(e.into());
+        }
+        // Keep the pair atomic: take the submission back out (same transaction).
+        sqlx::query("DELETE FROM submissions WHERE id = $1")
+            .bind(&item.id)
+            .execute(&mut *conn)
+            .await?;
+        return Ok(Err(e.into()));
+    }
+    Ok(Ok((item.record(), true)))
 }
 
 fn submission_from_row(row: &SqliteRow) -> Result<SubmissionRecord, StoreError> {
@@ -394,77 +639,14 @@ impl Store for SqliteStore {
     }
 
     async fn enqueue(&self, new: NewSubmission) -> Result<(SubmissionRecord, bool), StoreError> {
-        let at = now();
-        let at_s = ts(&at);
-        let id = new_id();
-        let body = to_json(&new.submission)?;
-        let mut tx = self.begin_write().await?;
-        // DO NOTHING on the delivery key only: any other constraint still fails loudly.
-        let inserted = sqlx::query(
-            "INSERT INTO submissions (id, tenant_id, stage, status, source, delivery_id, prompt, \
-                 submission, attempts, input_sha256, created_at, updated_at) \
-             VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, 0, $8, $9, $9) \
-             ON CONFLICT (tenant_id, source, delivery_id) DO NOTHING",
-        )
-        .bind(&id)
-        .bind(&new.tenant_id)
-        .bind(new.submission.stage.as_str())
-        .bind(&new.source)
-        .bind(&new.delivery_id)
-        .bind(&new.prompt)
-        .bind(&body)
-        .bind(&new.input_sha256)
-        .bind(&at_s)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| insert_error(e, "submission", &format!("tenant {}", new.tenant_id)))?
-        .rows_affected();
-        if inserted == 0 {
-            // An earlier delivery with this id won; the write lock we hold means it committed.
-            let row = sqlx::query(concat!(
-                "SELECT ",
-                submission_cols!(),
-                " FROM submissions WHERE tenant_id = $1 AND source = $2 AND delivery_id = $3"
-            ))
-            .bind(&new.tenant_id)
-            .bind(&new.source)
-            .bind(&new.delivery_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            tx.rollback().await?;
-            let row = row.ok_or_else(|| {
-                StoreError::Database("delivery id conflicted but no submission was found".into())
-            })?;
-            return Ok((submission_from_row(&row)?, false));
-        }
-        sqlx::query(
-            "INSERT INTO jobs (id, submission_id, tenant_id, status, run_at, attempts, \
-                 created_at, updated_at) \
-             VALUES ($1, $2, $3, 'queued', $4, 0, $4, $4)",
-        )
-        .bind(new_id())
-        .bind(&id)
-        .bind(&new.tenant_id)
-        .bind(&at_s)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        let record = SubmissionRecord {
-            id,
-            tenant_id: new.tenant_id,
-            stage: new.submission.stage,
-            status: SubmissionStatus::Queued,
-            source: new.source,
-            delivery_id: new.delivery_id,
-            prompt: new.prompt,
-            submission: new.submission,
-            report: None,
-            attempts: 0,
-            error: None,
-            created_at: at,
-            updated_at: at,
-        };
-        Ok((record, true))
+        let item = PendingEnqueue::new(new)?;
+        let writer = self.writer.clone();
+        self.enqueues
+            .submit(item, move |batch| async move {
+                let mut conn = writer.acquire().await?;
+                commit_batch(&mut conn, &batch).await
+            })
+            .await
     }
 
     async fn submission(

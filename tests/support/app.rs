@@ -89,10 +89,12 @@ pub fn standin_model(base_url: &str) -> ModelConfig {
 
 /// Fast test settings: short polls and backoffs, a one-second shutdown grace.
 pub fn test_config(db_url: &str, workers: usize) -> Config {
-    let mut cfg = Config::default();
-    cfg.addr = "127.0.0.1:0".into();
-    cfg.database_url = db_url.to_string();
-    cfg.prompts_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts");
+    let mut cfg = Config {
+        addr: "127.0.0.1:0".into(),
+        database_url: db_url.to_string(),
+        prompts_dir: std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts"),
+        ..Default::default()
+    };
     cfg.service.workers = workers;
     cfg.service.poll_interval_ms = 20;
     cfg.service.retry_base_ms = 50;
