@@ -2,7 +2,10 @@
 //! aggregation), over synthetic items with known true scores and two stand-in judges of
 //! known noise.
 //!
-//!     cargo run --release --example cascade_sim [ITEMS] [hetero|homo] [SEED]
+//!     cargo run --release --example cascade_sim [ITEMS] [hetero|homo] [SEED] ['RULE; LINES']
+//!
+//! Without a rule it sweeps a few escalation rules; a rule is `[routes.default]` lines
+//! separated by `;`, e.g. `'escalate_spread = 3; escalate_min_dimensions = 2'`.
 //!
 //! Items: the system_design rubric (7 dimensions, one on 1-4, six on 1-5). Each item has a
 //! latent ability (true scores cluster around it) and a difficulty h in [0, 1), most items
@@ -16,7 +19,7 @@
 //! * cheap, `homo`: error ~ N(0, 0.8) per sample whatever the item (a uniformly noisy judge).
 //!
 //! Always-strong: one strong sample per item. Cascade: 3 cheap samples, escalate to one
-//! strong sample when any dimension's cheap samples span >= 2 points (the default rule).
+//! strong sample when the rule fires (default: any dimension's cheap samples span >= 2).
 //! Every call is billed 3,000 prompt + 400 completion tokens (no provider prefix caching in
 //! either arm). QWK is against the true scores, per dimension, then averaged.
 

@@ -57,6 +57,8 @@ fn model() -> ModelConfig {
         tokenizer: None,
         timeout_secs: 60,
         max_retries: 0,
+        rpm: None,
+        tpm: None,
     }
 }
 
@@ -275,7 +277,7 @@ fn main() {
         println!("| --- | --- | --- | --- | --- |");
         // Warm-up: BPE tables, compiled templates, allocator.
         run("warm-up", &cached, &base, 50, 1, true, 10_000_000).await;
-        let mut rows = vec![
+        let mut rows = [
             run("no cache, sequential", &uncached, &base, n, 1, true, 0).await,
             run("cache miss, sequential", &cached, &base, n, 1, true, 1_000_000).await,
             run("cache hit, sequential", &cached, &base, n, 1, false, 0).await,

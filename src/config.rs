@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::llm::ratelimit::ModelLimits;
 use crate::llm::ModelConfig;
 
 #[derive(Debug, thiserror::Error)]
@@ -326,6 +325,9 @@ pub struct BudgetConfig {
     pub tenant_daily_usd: Option<f64>,
     pub tenant_monthly_usd: Option<f64>,
     pub tenants: BTreeMap<String, TenantBudget>,
+    /// A JSON-lines file where every grading's usage is appended (read by `grader usage` and
+    /// by the caps across `grader grade` runs). None = usage kept in memory per process.
+    pub ledger_path: Option<PathBuf>,
 }
 
 impl BudgetConfig {
@@ -358,10 +360,6 @@ pub struct Config {
     pub cache: CacheConfig,
     pub breaker: BreakerConfig,
     pub budgets: BudgetConfig,
-    /// RPM/TPM per model name, read from `rpm`/`tpm` in the `[[models]]` entries (kept out of
-    /// `ModelConfig` so the provider layer stays unaware of them).
-    #[serde(skip)]
-    pub model_limits: BTreeMap<String, ModelLimits>,
 }
 
 impl Default for Config {
@@ -380,7 +378,6 @@ impl Default for Config {
             cache: CacheConfig::default(),
             breaker: BreakerConfig::default(),
             budgets: BudgetConfig::default(),
-            model_limits: BTreeMap::new(),
         }
     }
 }
@@ -423,13 +420,7 @@ impl Config {
             message,
         };
         let mut cfg: Config = match text {
-            Some(t) => {
-                let (text, limits) = split_model_limits(t).map_err(parse_error)?;
-                let mut cfg: Config =
-                    toml::from_str(&text).map_err(|e| parse_error(e.to_string()))?;
-                cfg.model_limits = limits;
-                cfg
-            }
+            Some(t) => toml::from_str(t).map_err(|e| parse_error(e.to_string()))?,
             None => Config::default(),
         };
         cfg.apply_env(env)?;
@@ -484,6 +475,8 @@ impl Config {
                 tokenizer: None,
                 timeout_secs: 60,
                 max_retries: 3,
+                rpm: None,
+                tpm: None,
             });
         } else if let Some(m) = env("GRADER_MODEL") {
             // Choose among configured models by name.
@@ -641,8 +634,13 @@ impl Config {
                 "[routes] are configured but there are no [[models]]".into(),
             ));
         }
-        for name in self.model_limits.keys() {
-            known(name, "rpm/tpm")?;
+        for m in &self.models {
+            if m.rpm == Some(0) || m.tpm == Some(0) {
+                return Err(ConfigError::Invalid(format!(
+                    "[[models]] {:?}: rpm and tpm must be positive (omit them for no limit)",
+                    m.name
+                )));
+            }
         }
         if self.cache.enabled && self.cache.l1_max_bytes == 0 {
             return Err(ConfigError::Invalid(
@@ -677,59 +675,6 @@ impl Config {
         }
         Ok(())
     }
-}
-
-/// Takes `rpm` and `tpm` out of the `[[models]]` entries (they are limits of ours, not part
-/// of the provider's `ModelConfig`, which rejects unknown keys) and returns the remaining text
-/// with the limits by model name. Text without them is returned unchanged, so the usual
-/// parse errors keep pointing at the right line.
-fn split_model_limits(
-    text: &str,
-) -> Result<(std::borrow::Cow<'_, str>, BTreeMap<String, ModelLimits>), String> {
-    let mut limits = BTreeMap::new();
-    if !(text.contains("rpm") || text.contains("tpm")) {
-        return Ok((std::borrow::Cow::Borrowed(text), limits));
-    }
-    let mut table: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
-    let Some(toml::Value::Array(models)) = table.get_mut("models") else {
-        return Ok((std::borrow::Cow::Borrowed(text), limits));
-    };
-    let mut changed = false;
-    for m in models.iter_mut() {
-        let Some(entry) = m.as_table_mut() else {
-            continue;
-        };
-        let name = entry
-            .get("name")
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_string();
-        let mut l = ModelLimits::default();
-        for key in ["rpm", "tpm"] {
-            if let Some(v) = entry.remove(key) {
-                changed = true;
-                let n = v.as_integer().filter(|n| *n > 0).ok_or_else(|| {
-                    format!("[[models]] {name:?}: {key} must be a positive integer, got {v}")
-                })?;
-                if key == "rpm" {
-                    l.rpm = Some(
-                        u32::try_from(n)
-                            .map_err(|_| format!("[[models]] {name:?}: rpm {n} is too large"))?,
-                    );
-                } else {
-                    l.tpm = Some(n as u64);
-                }
-            }
-        }
-        if !l.is_unlimited() {
-            limits.insert(name, l);
-        }
-    }
-    if !changed {
-        return Ok((std::borrow::Cow::Borrowed(text), limits));
-    }
-    let text = toml::to_string(&table).map_err(|e| e.to_string())?;
-    Ok((std::borrow::Cow::Owned(text), limits))
 }
 
 #[cfg(test)]
@@ -811,11 +756,11 @@ monthly_usd = 100.0
 "#;
         let c = Config::from_sources(None, Some(text), &env_of(&[])).unwrap();
         assert_eq!(
-            c.model_limits.get("mini"),
-            Some(&ModelLimits {
+            c.model("mini").unwrap().limits(),
+            crate::llm::ratelimit::ModelLimits {
                 rpm: Some(500),
                 tpm: Some(200_000)
-            })
+            }
         );
         assert_eq!(c.model("mini").unwrap().model, "gpt-4o-mini");
         let r = c.route_for("system_design").unwrap();
@@ -855,5 +800,23 @@ monthly_usd = 100.0
             .unwrap_err()
             .to_string();
         assert!(err.contains("design"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    /// The shipped example must stay a valid configuration as the config grows.
+    #[test]
+    fn the_example_config_parses_and_validates() {
+        let text = include_str!("../grader.example.toml");
+        let c = Config::from_sources(Some(Path::new("grader.example.toml")), Some(text), &|_| {
+            None
+        })
+        .unwrap();
+        assert_eq!(c.judge_model().unwrap().name, "cheap");
+        assert_eq!(c.models.len(), 2);
+        assert_eq!(c.route_for("system_design").unwrap().hard, Some(true));
     }
 }

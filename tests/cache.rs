@@ -66,6 +66,8 @@ fn model(base_url: Option<&str>) -> ModelConfig {
         tokenizer: None,
         timeout_secs: 10,
         max_retries: 0,
+        rpm: None,
+        tpm: None,
     }
 }
 

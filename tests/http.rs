@@ -997,15 +997,18 @@ async fn graceful_shutdown_leaves_no_job_leased(backend: Backend) {
 
 // ---------------------------------------------------------------- callbacks
 
+/// One delivery a receiver saw: its headers and raw body.
+type Delivered = (BTreeMap<String, String>, Vec<u8>);
+
 /// A local receiver: records (headers, body) and answers 500 for the first `failures` calls.
 struct Receiver {
     url: String,
-    calls: Arc<Mutex<Vec<(BTreeMap<String, String>, Vec<u8>)>>>,
+    calls: Arc<Mutex<Vec<Delivered>>>,
 }
 
 async fn receiver(failures: usize) -> Receiver {
     use axum::routing::post;
-    let calls: Arc<Mutex<Vec<(BTreeMap<String, String>, Vec<u8>)>>> = Arc::default();
+    let calls: Arc<Mutex<Vec<Delivered>>> = Arc::default();
     let seen = Arc::new(AtomicUsize::new(0));
     let rec = calls.clone();
     let app = axum::Router::new().route(

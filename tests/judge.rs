@@ -79,6 +79,8 @@ fn model(context_window: u64) -> ModelConfig {
         tokenizer: None,
         timeout_secs: 5,
         max_retries: 0,
+        rpm: None,
+        tpm: None,
     }
 }
 

@@ -68,6 +68,8 @@ fn model_config(base_url: &str) -> ModelConfig {
         tokenizer: None,
         timeout_secs: 10,
         max_retries: 2,
+        rpm: None,
+        tpm: None,
     }
 }
 

@@ -163,6 +163,8 @@ retry_max_ms = 1
 name = "mini"
 model = "mini-id"
 max_retries = 0
+rpm = 10000
+tpm = 100000000
 prices = {{ input_per_mtok = 0.15, cached_input_per_mtok = 0.075, output_per_mtok = 0.6 }}
 
 [[models]]
@@ -243,6 +245,8 @@ async fn agreeing_cheap_samples_are_not_escalated() {
     assert!(r.scores.iter().all(|d| d.score == Some(3.0)));
     assert!(!r.review_reasons.iter().any(|x| x.contains("escalat")));
     assert_eq!(s.metrics.escalations(), 0);
+    // mini has RPM/TPM limits (generous): every request went through its limiter.
+    assert_eq!(s.metrics.ratelimit_wait.count(), 3);
     // 3 cheap calls at 1,000 in / 100 out, mini prices.
     let expected = 3.0 * (1000.0 * 0.15 + 100.0 * 0.6) / 1e6;
     assert!(
@@ -349,7 +353,22 @@ async fn hard_stages_and_long_inputs_go_straight_to_the_strong_tier() {
     assert_eq!((mini.calls(), big.calls()), (0, 1));
     assert!(r.judge.escalated);
     assert_eq!(r.judge.tier, "strong");
-    assert!(r.review_reasons.iter().any(|x| x.contains("hard")));
+    assert!(
+        !r.needs_review,
+        "routing policy is not a doubt: {:?}",
+        r.review_reasons
+    );
+    assert_eq!(s.metrics.escalations(), 1);
+    let dry = s
+        .judge
+        .estimate(&submission("t", TRANSCRIPT), system_design(&registry()))
+        .await
+        .unwrap();
+    assert_eq!(
+        dry.starts_strong_because,
+        vec!["the stage is configured as hard"]
+    );
+    assert_eq!(dry.tiers[0].used, "straight");
 
     // Another stage keeps the default route.
     let reg = registry();
@@ -364,10 +383,13 @@ async fn hard_stages_and_long_inputs_go_straight_to_the_strong_tier() {
     let s = routed(&cfg, &[("mini", mini.clone()), ("big", big.clone())]);
     let r = grade(&s.judge).await;
     assert_eq!((mini.calls(), big.calls()), (0, 1));
-    assert!(r
-        .review_reasons
-        .iter()
-        .any(|x| x.contains("above the cascade's limit of 100")));
+    assert!(r.judge.escalated);
+    let dry = s
+        .judge
+        .estimate(&submission("t", TRANSCRIPT), system_design(&registry()))
+        .await
+        .unwrap();
+    assert!(dry.starts_strong_because[0].contains("above the cascade's limit of 100"));
 }
 
 #[tokio::test]
@@ -818,4 +840,169 @@ cheap_samples = 3
         text.contains("cheap") && text.contains("only on escalation"),
         "{text}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grade_records_usage_and_the_usage_command_sums_it_and_caps_hold_across_runs() {
+    let server = StandIn::start().await;
+    server.set_default(Reply::dynamic(|req| {
+        let schema = &req["response_format"]["json_schema"]["schema"];
+        let user = req["messages"]
+            .as_array()
+            .and_then(|m| m.last())
+            .and_then(|m| m["content"].as_str())
+            .unwrap_or_default();
+        Reply::reply_with_usage(judgment_json(schema, user, 3, &[]), 1000, 100, 0)
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("usage.jsonl");
+    let write_cfg = |cap: &str| {
+        let path = dir.path().join("grader.toml");
+        std::fs::write(
+            &path,
+            format!(
+                r#"
+[[models]]
+name = "mini"
+model = "gpt-4o-mini"
+base_url = "{}"
+prices = {{ input_per_mtok = 0.15, output_per_mtok = 0.6 }}
+
+[budgets]
+ledger_path = "{}"
+{cap}
+"#,
+                server.base_url,
+                ledger.display()
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let cfg = write_cfg("");
+    let grade = |cfg: &std::path::Path, file: &str| {
+        let mut c = grader_cmd();
+        c.arg("--config")
+            .arg(cfg)
+            .args(["grade", "--stage", "system_design", "--json", file]);
+        c
+    };
+    let run = |c: std::process::Command| async move {
+        let mut c = c;
+        tokio::task::spawn_blocking(move || c.output().unwrap())
+            .await
+            .unwrap()
+    };
+    for file in [
+        "examples/transcripts/system_design_strong.txt",
+        "examples/transcripts/system_design_weak.txt",
+    ] {
+        let out = run(grade(&cfg, file)).await;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(server.calls(), 2);
+    let mut usage = grader_cmd();
+    usage.arg("--config").arg(&cfg).args(["usage", "--json"]);
+    let out = run(usage).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["rows"][0]["prompt"], "system_design@v1");
+    assert_eq!(v["rows"][0]["model"], "gpt-4o-mini");
+    assert_eq!(v["rows"][0]["gradings"], 2);
+    let expected = 2.0 * (1000.0 * 0.15 + 100.0 * 0.6) / 1e6;
+    assert!((v["total"]["cost_usd"].as_f64().unwrap() - expected).abs() < 1e-12);
+
+    // A cap below what is already spent: the next run grades offline and says why.
+    let capped = write_cfg(&format!("tenant_daily_usd = {}", expected / 2.0));
+    let out = run(grade(
+        &capped,
+        "examples/transcripts/system_design_strong.txt",
+    ))
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(server.calls(), 2, "no model call over budget");
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["judge"]["model"], "offline");
+    assert_eq!(r["needs_review"], true);
+    assert!(r["review_reasons"][0]
+        .as_str()
+        .unwrap()
+        .contains("daily budget"));
+}
+
+/// A ledger that answers slowly, so a grading refused by its budget is still "in flight" when
+/// an identical grading of another tenant arrives.
+struct SlowLedger(MemoryLedger);
+
+#[async_trait]
+impl UsageLedger for SlowLedger {
+    async fn record(
+        &self,
+        records: &[grader::budget::UsageRecord],
+    ) -> Result<(), grader::budget::LedgerError> {
+        self.0.record(records).await
+    }
+    async fn spent(
+        &self,
+        tenant: &str,
+        day: chrono::NaiveDate,
+    ) -> Result<grader::budget::Spent, grader::budget::LedgerError> {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        self.0.spent(tenant, day).await
+    }
+    async fn summary(
+        &self,
+        filter: &UsageFilter,
+    ) -> Result<Vec<grader::budget::UsageSummaryRow>, grader::budget::LedgerError> {
+        self.0.summary(filter).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_tenants_exhausted_budget_does_not_leak_to_another_waiting_on_the_same_call() {
+    let mini = Fake::scores(&[3]);
+    let cfg = config("[routes.default]\ncheap = \"mini\"\ncheap_samples = 1\n");
+    let s = routed(&cfg, &[("mini", mini.clone())]);
+    let mut caps = BudgetConfig::default();
+    caps.tenants.insert(
+        "broke".into(),
+        grader::config::TenantBudget {
+            daily_usd: Some(0.0),
+            monthly_usd: None,
+        },
+    );
+    let judge = Arc::new(
+        s.judge
+            .with_memory_cache(Default::default())
+            .with_budget(caps, Arc::new(SlowLedger(MemoryLedger::new()))),
+    );
+    let reg = Arc::new(registry());
+    let spawn = |tenant: &'static str| {
+        let (judge, reg) = (judge.clone(), reg.clone());
+        tokio::spawn(async move {
+            judge
+                .grade(&submission(tenant, TRANSCRIPT), system_design(&reg))
+                .await
+                .unwrap()
+        })
+    };
+    let broke = spawn("broke");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let rich = spawn("rich");
+    let (broke, rich) = (broke.await.unwrap(), rich.await.unwrap());
+    assert_eq!(broke.judge.model, "offline");
+    assert_eq!(rich.judge.tier, "cheap", "{:?}", rich.review_reasons);
+    assert_eq!(mini.calls(), 1);
 }

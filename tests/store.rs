@@ -47,6 +47,7 @@ store_tests!(
     reads_are_scoped_by_tenant,
     enqueue_is_atomic_and_idempotent_on_delivery_id,
     concurrent_enqueues_of_one_delivery_create_one_submission,
+    concurrent_enqueues_share_commits_and_fail_alone,
     list_submissions_newest_first_with_filter_and_paging,
     concurrent_workers_lease_each_job_exactly_once,
     expired_lease_is_taken_over_and_the_old_worker_cannot_complete,
@@ -425,6 +426,55 @@ async fn concurrent_enqueues_of_one_delivery_create_one_submission(db: &TestDb) 
         db.store.lease_job("w", LONG).await.unwrap().is_none(),
         "one job only"
     );
+}
+
+/// Concurrent enqueues are committed together (group commit); one bad submission in the
+/// crowd (an unknown tenant) fails alone, and every other one is stored with its job.
+async fn concurrent_enqueues_share_commits_and_fail_alone(db: &TestDb) {
+    let t = db.store.create_tenant("acme").await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let s = db.store.clone();
+        let tenant = if i == 17 {
+            "no-such-tenant".to_string()
+        } else {
+            t.id.clone()
+        };
+        // Every fifth is a redelivery of the one before it.
+        let delivery = format!("d{}", i - usize::from(i % 5 == 4));
+        let sub = new_sub(&tenant, "lever", Some(&delivery));
+        tasks.push(tokio::spawn(async move { (i, s.enqueue(sub).await) }));
+    }
+    let mut ok = HashSet::new();
+    let mut created = 0;
+    for task in tasks {
+        let (i, result) = task.await.unwrap();
+        match result {
+            Ok((rec, c)) => {
+                assert_eq!(rec.tenant_id, t.id);
+                created += usize::from(c);
+                ok.insert(rec.id);
+            }
+            Err(e) => assert_eq!(i, 17, "only the unknown tenant fails: {e}"),
+        }
+    }
+    // 40 calls: 8 redeliveries, and #17 failed (so #18's original stands alone).
+    assert_eq!(created, 31);
+    assert_eq!(ok.len(), 31);
+    let listed = db
+        .store
+        .list_submissions(&t.id, None, 100, 0)
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.iter().map(|r| r.id.clone()).collect::<HashSet<_>>(),
+        ok
+    );
+    let mut leased = HashSet::new();
+    while let Some(job) = db.store.lease_job("w", LONG).await.unwrap() {
+        assert!(leased.insert(job.submission.id), "one job per submission");
+    }
+    assert_eq!(leased, ok);
 }
 
 async fn list_submissions_newest_first_with_filter_and_paging(db: &TestDb) {

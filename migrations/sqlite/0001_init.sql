@@ -1,7 +1,7 @@
 -- grader schema, SQLite dialect. Mirrors migrations/postgres/0001_init.sql table for table.
 -- Timestamps are TEXT in RFC 3339 UTC with exactly six fractional digits
 -- ("2025-01-31T09:05:00.000000Z"): fixed width, so text order is time order.
--- JSON columns are TEXT holding a JSON document. Ids are TEXT (uuid v4).
+-- JSON columns are TEXT holding a JSON document. Ids are TEXT (UUIDv7 strings).
 -- Every row carries tenant_id, except response_cache (content-addressed, tenant-neutral).
 
 CREATE TABLE tenants (

@@ -22,6 +22,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::BudgetConfig;
 
+pub mod file;
+
+pub use file::FileLedger;
+
 #[derive(Debug, thiserror::Error)]
 #[error("usage ledger: {0}")]
 pub struct LedgerError(pub String);
@@ -116,15 +120,9 @@ impl MemoryLedger {
     pub fn new() -> MemoryLedger {
         MemoryLedger::default()
     }
-}
 
-fn same_month(a: NaiveDate, b: NaiveDate) -> bool {
-    a.year() == b.year() && a.month() == b.month()
-}
-
-#[async_trait]
-impl UsageLedger for MemoryLedger {
-    async fn record(&self, records: &[UsageRecord]) -> Result<(), LedgerError> {
+    /// Adds records to the totals (what `record` does, callable without a runtime).
+    pub fn add(&self, records: &[UsageRecord]) {
         let mut rows = self.rows.lock().unwrap_or_else(|p| p.into_inner());
         for r in records {
             let key = (
@@ -140,6 +138,17 @@ impl UsageLedger for MemoryLedger {
             });
             row.add(r);
         }
+    }
+}
+
+fn same_month(a: NaiveDate, b: NaiveDate) -> bool {
+    a.year() == b.year() && a.month() == b.month()
+}
+
+#[async_trait]
+impl UsageLedger for MemoryLedger {
+    async fn record(&self, records: &[UsageRecord]) -> Result<(), LedgerError> {
+        self.add(records);
         Ok(())
     }
 

@@ -124,6 +124,10 @@ impl ResponseCache {
         self.l2.is_some()
     }
 
+    pub fn l2(&self) -> Option<&Arc<dyn JudgmentCache>> {
+        self.l2.as_ref()
+    }
+
     /// The same L1 settings over a different L2.
     pub fn with_l2(&self, l2: Arc<dyn JudgmentCache>) -> ResponseCache {
         ResponseCache::new(self.settings, Some(l2))

@@ -13,6 +13,7 @@ pub mod eval;
 pub mod grade;
 pub mod prompts;
 pub mod serve;
+pub mod usage;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -57,6 +58,8 @@ pub enum Command {
         #[command(subcommand)]
         cmd: cache::CacheCmd,
     },
+    /// Tokens and cost per prompt version and model, from the usage ledger.
+    Usage(usage::UsageArgs),
 }
 
 /// Parses the process arguments, runs the command, and maps errors to exit code 2 with a
@@ -97,5 +100,6 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Serve(args) => serve::run(cli.config.as_deref(), args),
         Command::Admin { cmd } => admin::run(cli.config.as_deref(), cmd),
         Command::Cache { cmd } => cache::run(cli.config.as_deref(), cmd),
+        Command::Usage(args) => usage::run(cli.config.as_deref(), args),
     }
 }

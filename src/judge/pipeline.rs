@@ -201,6 +201,8 @@ pub struct Judge {
     cache: Option<ResponseCache>,
     /// `cache.enabled` from the config: when false, `with_cache` adds nothing.
     cache_allowed: bool,
+    /// System-message tokens per (prompt sha256, tokenizer): static per prompt version.
+    system_tokens: Mutex<HashMap<(String, &'static str), usize>>,
     budget: Option<Budget>,
     /// Use each model's own `max_retries` (routes) rather than `settings.retry` (one model).
     per_model_retries: bool,
@@ -252,6 +254,8 @@ impl Sample {
 enum Failure {
     Provider(Arc<LlmError>),
     Budget(Exhausted),
+    /// No model of the tier can take the prompt (the context-window check's message).
+    TooLong(String),
 }
 
 type Shot = Result<Sample, Failure>;
@@ -304,6 +308,8 @@ struct Ctx<'a> {
     opts: GradeOptions,
     /// Prompt tokens per tokenizer, counted once.
     tokens: Mutex<Vec<(&'static str, usize)>>,
+    /// The judge's memo of system-message tokens per (prompt sha256, tokenizer).
+    system_tokens: &'a Mutex<HashMap<(String, &'static str), usize>>,
     /// Per tier label: the budget decision for its paid calls, taken once.
     budget_gates: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Option<Exhausted>>>>>,
 }
@@ -311,12 +317,39 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     fn tokens_for(&self, model: &ModelConfig) -> usize {
         let encoding = llm::tokens::encoding_for(model);
-        let mut memo = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        let memo = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((_, n)) = memo.iter().find(|(e, _)| *e == encoding.name()) {
             return *n;
         }
-        let n = llm::tokens::count_messages(encoding, &self.messages);
-        memo.push((encoding.name(), n));
+        drop(memo);
+        // The system message is static per prompt version (and is most of the prompt), so
+        // its count is memoized per version: a grading tokenizes only the candidate's part.
+        let n = match self.messages.split_first() {
+            Some((system, rest)) if system.role == Role::System => {
+                let key = (self.prompt.sha256.clone(), encoding.name());
+                let cached = self
+                    .system_tokens
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&key)
+                    .copied();
+                let system_n = cached.unwrap_or_else(|| {
+                    let n = llm::tokens::count_messages(encoding, std::slice::from_ref(system))
+                        - llm::tokens::REPLY_PRIMING_TOKENS;
+                    self.system_tokens
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(key, n);
+                    n
+                });
+                system_n + llm::tokens::count_messages(encoding, rest)
+            }
+            _ => llm::tokens::count_messages(encoding, &self.messages),
+        };
+        self.tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((encoding.name(), n));
         n
     }
 
@@ -361,6 +394,7 @@ impl Judge {
             offline: Mutex::new(HashMap::new()),
             cache: None,
             cache_allowed: true,
+            system_tokens: Mutex::new(HashMap::new()),
             budget: None,
             per_model_retries: false,
             metrics,
@@ -400,8 +434,9 @@ impl Judge {
 
     /// The configured routes (or the single `judge.model`) over the OpenAI-compatible
     /// provider, or the offline judge when no model is configured (no API key and no base
-    /// URL); with the L1 cache and the budgets of the config. Budgets are enforced against an
-    /// in-process ledger until [`Judge::with_usage_ledger`] gives a shared one.
+    /// URL); with the L1 cache and the budgets of the config. Usage goes to
+    /// `budgets.ledger_path` when set, else (when there are caps) to an in-process ledger,
+    /// until [`Judge::with_usage_ledger`] gives a shared one.
     pub fn from_config(cfg: &Config) -> Result<Judge, JudgeError> {
         let metrics = metrics::global();
         let make = |m: &ModelConfig| -> Result<Arc<dyn Provider>, String> {
@@ -420,7 +455,11 @@ impl Judge {
         if cfg.cache.enabled {
             judge.cache = Some(ResponseCache::new((&cfg.cache).into(), None));
         }
-        if !cfg.budgets.is_unlimited() {
+        if let Some(path) = &cfg.budgets.ledger_path {
+            let ledger = crate::budget::FileLedger::open(path)
+                .map_err(|e| JudgeError::Setup(e.to_string()))?;
+            judge.budget = Some(Budget::new(cfg.budgets.clone(), Arc::new(ledger)));
+        } else if !cfg.budgets.is_unlimited() {
             judge.budget = Some(Budget::new(
                 cfg.budgets.clone(),
                 Arc::new(MemoryLedger::new()),
@@ -443,10 +482,11 @@ impl Judge {
         self
     }
 
-    /// An in-process L1 only (or a differently sized one in front of the current L2).
+    /// An in-process L1 sized by `settings` (in front of the current L2, if any).
     pub fn with_memory_cache(mut self, settings: TieredSettings) -> Judge {
         self.cache_allowed = true;
-        self.cache = Some(ResponseCache::new(settings, None));
+        let l2 = self.cache.as_ref().and_then(|c| c.l2().cloned());
+        self.cache = Some(ResponseCache::new(settings, l2));
         self
     }
 
@@ -557,7 +597,7 @@ impl Judge {
     }
 
     fn context<'a>(
-        &self,
+        &'a self,
         submission: &'a Submission,
         prompt: &'a PromptVersion,
         opts: GradeOptions,
@@ -581,34 +621,43 @@ impl Judge {
             schema: prompts::output_schema(&prompt.file),
             opts,
             tokens: Mutex::new(Vec::new()),
+            system_tokens: &self.system_tokens,
             budget_gates: Mutex::new(HashMap::new()),
         })
     }
 
     /// Whether the route starts with the strong tier, and why: a hard stage, a long input, or
     /// an input the cheap model cannot take. `Err` when no tier can take the input.
-    fn start_strong(route: &Route, ctx: &Ctx<'_>) -> Result<Vec<String>, JudgeError> {
-        let cheap = &route.cheap.primary().config;
-        let cheap_fit = ctx.fits(cheap);
+    fn start_strong(
+        route: &Route,
+        ctx: &Ctx<'_>,
+    ) -> Result<Vec<(&'static str, String)>, JudgeError> {
+        // Without a strong tier nothing needs counting here: the context check happens
+        // before each paid call, so a cache hit never tokenizes the transcript.
         let Some(strong) = &route.strong else {
-            cheap_fit?;
             return Ok(Vec::new());
         };
+        let cheap = &route.cheap.primary().config;
+        let cheap_fit = ctx.fits(cheap);
         let mut reasons = Vec::new();
         if route.rules.hard {
-            reasons.push("the stage is configured as hard".to_string());
+            reasons.push(("hard_stage", "the stage is configured as hard".to_string()));
         }
         let tokens = ctx.tokens_for(cheap) as u64;
         if let Some(limit) = route.rules.above_tokens {
             if tokens > limit {
-                reasons.push(format!(
-                    "the prompt has {tokens} tokens, above the cascade's limit of {limit}"
+                reasons.push((
+                    "long_input",
+                    format!("the prompt has {tokens} tokens, above the cascade's limit of {limit}"),
                 ));
             }
         }
         if let Err(e) = cheap_fit {
             ctx.fits(&strong.primary().config)?;
-            reasons.push(format!("the cheap model cannot take the input ({e})"));
+            reasons.push((
+                "long_input",
+                format!("the cheap model cannot take the input ({e})"),
+            ));
         }
         Ok(reasons)
     }
@@ -632,18 +681,19 @@ impl Judge {
         let (graded, all, tier, escalated);
         match (&route.strong, straight.is_empty()) {
             (Some(strong), false) => {
-                for r in &straight {
-                    self.metrics.escalation(escalation_kind(r));
+                // Routing policy, not a doubt about the grading: counted and logged, but no
+                // review reason (the report says tier strong, escalated; a dry run says why).
+                let mut kinds: Vec<&str> = straight.iter().map(|(k, _)| *k).collect();
+                kinds.dedup();
+                for kind in kinds {
+                    self.metrics.escalation(kind);
                 }
+                tracing::debug!(reasons = ?straight, "graded by the strong tier directly");
                 let samples = match self.run_tier(strong, &ctx).await {
                     Ok(s) => s,
                     Err(Stop::Budget(ex)) => return self.degraded(submission, prompt, &ex),
                     Err(Stop::Error(e)) => return Err(e),
                 };
-                reasons.push(format!(
-                    "graded by the strong tier directly: {}",
-                    straight.join("; ")
-                ));
                 tier = strong.label.clone();
                 escalated = true;
                 all = samples.clone();
@@ -892,6 +942,26 @@ impl Judge {
                     CacheStatus::Coalesced,
                 )),
             ),
+            // Another grading's budget is not ours (the cache is shared across tenants): a
+            // waiter whose leader was refused by its budget makes its own call, under its own.
+            Flight::Joined(Shared::Uncached(shot)) if matches!(&*shot, Err(Failure::Budget(_))) => {
+                let own = self.call_chain(tier, ctx, i, Some(cache)).await;
+                if let Ok(s) = &own {
+                    if let (true, Some(j)) = (s.asked == primary.model, &s.judgment) {
+                        let value = CachedJudgment {
+                            judgment: j.clone(),
+                            model: s.model.clone(),
+                            repairs: s.repairs,
+                        };
+                        cache.put(&key, &ctx.prompt.sha256, &value).await;
+                    }
+                }
+                let status = match &own {
+                    Ok(s) => s.cache,
+                    Err(_) => CacheStatus::Miss,
+                };
+                (status, None, own)
+            }
             Flight::Joined(Shared::Uncached(shot)) => (
                 CacheStatus::Coalesced,
                 None,
@@ -917,14 +987,21 @@ impl Judge {
         cache: Option<&ResponseCache>,
     ) -> Shot {
         let primary = tier.primary();
-        let mut last: Option<LlmError> = None;
+        let mut last: Option<Failure> = None;
         for (pos, handle) in tier.chain.iter().enumerate() {
             let config = &handle.config;
-            if pos > 0 {
-                if let Err(e) = ctx.fits(config) {
-                    tracing::debug!(model = %config.name, error = %e, "fallback skipped: input too long");
-                    continue;
+            if let Err(e) = ctx.fits(config) {
+                tracing::debug!(model = %config.name, error = %e, "model skipped: input too long");
+                if last.is_none() {
+                    last = Some(Failure::TooLong(
+                        e.to_string()
+                            .trim_start_matches("input too long: ")
+                            .to_string(),
+                    ));
                 }
+                continue;
+            }
+            if pos > 0 {
                 if let Some(cache) = cache {
                     let key = self.cache_key(config, ctx, i);
                     if let Some((value, layer)) = cache.get(&key, &ctx.prompt.sha256).await {
@@ -936,14 +1013,14 @@ impl Judge {
             }
             if let Permit::Refused { retry_in } = handle.permit() {
                 tracing::debug!(model = %config.name, "circuit breaker open; skipping");
-                last = Some(LlmError::Server {
+                last = Some(Failure::Provider(Arc::new(LlmError::Server {
                     status: 503,
                     message: format!(
                         "circuit breaker open for model {} after repeated failures; next probe in {:.0}s",
                         config.name,
                         retry_in.as_secs_f64().ceil()
                     ),
-                });
+                })));
                 continue;
             }
             if let Some(ex) = self.budget_gate(tier, ctx).await {
@@ -972,16 +1049,16 @@ impl Judge {
                 Err(e) => {
                     handle.record(Err(&e));
                     tracing::warn!(model = %config.name, error = %e, "model call failed");
-                    last = Some(e);
+                    last = Some(Failure::Provider(Arc::new(e)));
                 }
             }
         }
-        Err(Failure::Provider(Arc::new(last.unwrap_or_else(|| {
-            LlmError::Server {
+        Err(last.unwrap_or_else(|| {
+            Failure::Provider(Arc::new(LlmError::Server {
                 status: 503,
                 message: format!("no model of tier {} could take the request", tier.label),
-            }
-        }))))
+            }))
+        }))
     }
 
     /// The budget decision for a tier's paid calls in this grading: its worst case (every
@@ -1178,7 +1255,7 @@ impl Judge {
             run.max_cost_usd = run.tiers[0].max_cost_usd;
             run.max_cost_usd_if_escalated = run.max_cost_usd;
         }
-        run.starts_strong_because = straight;
+        run.starts_strong_because = straight.into_iter().map(|(_, r)| r).collect();
         if let Some(budget) = &self.budget {
             run.budget_exhausted = budget
                 .check(&submission.tenant, self.clock.now(), run.max_cost_usd)
@@ -1473,15 +1550,7 @@ fn stop_of(f: Failure) -> Stop {
     match f {
         Failure::Budget(ex) => Stop::Budget(ex),
         Failure::Provider(e) => Stop::Error(JudgeError::Provider(owned_error(e))),
-    }
-}
-
-/// The metric label of a reason the route started strong.
-fn escalation_kind(reason: &str) -> &'static str {
-    if reason.contains("hard") {
-        "hard_stage"
-    } else {
-        "long_input"
+        Failure::TooLong(m) => Stop::Error(JudgeError::InputTooLong(m)),
     }
 }
 

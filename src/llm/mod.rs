@@ -129,6 +129,22 @@ pub struct ModelConfig {
     /// Retries after the first attempt on 429 / 5xx / timeout.
     #[serde(default = "default_max_retries")]
     pub max_retries: u32,
+    /// Client-side limit in requests per minute; `None` = unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpm: Option<u32>,
+    /// Client-side limit in tokens (prompt + completion) per minute; `None` = unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm: Option<u64>,
+}
+
+impl ModelConfig {
+    /// The rate limits the router enforces for this model.
+    pub fn limits(&self) -> ratelimit::ModelLimits {
+        ratelimit::ModelLimits {
+            rpm: self.rpm,
+            tpm: self.tpm,
+        }
+    }
 }
 
 pub mod breaker;

@@ -604,6 +604,8 @@ mod tests {
             tokenizer: None,
             timeout_secs: 7,
             max_retries: 3,
+            rpm: None,
+            tpm: None,
         }
     }
 

@@ -251,7 +251,7 @@ impl Pool<'_> {
         let h = Arc::new(ModelHandle::new(
             model.clone(),
             provider,
-            self.cfg.model_limits.get(name).copied().unwrap_or_default(),
+            model.limits(),
             self.breaker,
             self.metrics.clone(),
         ));

@@ -221,6 +221,8 @@ mod tests {
             tokenizer: None,
             timeout_secs: 60,
             max_retries: 3,
+            rpm: None,
+            tpm: None,
         }
     }
 

@@ -319,7 +319,10 @@ pub trait Store: Send + Sync {
 
     // --- submissions and the job queue
     /// Stores the submission and its job in one transaction. Returns the record and whether
-    /// it was created (`false`: an earlier delivery with the same delivery id won).
+    /// it was created (`false`: an earlier delivery with the same delivery id won, and its
+    /// record is returned). Returns only after the commit, so a 202 may follow at once.
+    /// Concurrent calls are group-committed (one commit carries many); one bad submission
+    /// (e.g. an unknown tenant: `NotFound`) fails alone.
     async fn enqueue(&self, new: NewSubmission) -> Result<(SubmissionRecord, bool), StoreError>;
     async fn submission(
         &self,

@@ -3,15 +3,18 @@
 //!
 //! **Concurrency.** Statements run at READ COMMITTED. Writes that touch several rows are
 //! either one statement (data-modifying CTEs are atomic: `enqueue`, `lease_job`, `fail_job`,
-//! `release_job`) or an explicit transaction (`complete_job`, `migrate`). Workers lease with
+//! `release_job`) or an explicit transaction (`complete_job`, `migrate`). Concurrent
+//! enqueues are group-committed: up to 64 submissions with their jobs in one statement (see
+//! `write_batch`), so the 202 path pays one WAL flush per batch, not per request. Workers lease with
 //! `SELECT ... FOR UPDATE SKIP LOCKED LIMIT 1`, so concurrent workers on any replica each take
 //! a different job without waiting for one another. Every job update that belongs to a worker
 //! is conditional on `leased_by = worker AND status = 'leased'`, so a worker whose lease ran
 //! out and was taken over writes nothing. Migrations take a transaction-scoped advisory lock,
 //! so replicas starting at once apply them exactly once.
 //!
-//! Timestamps are `TIMESTAMPTZ` (bound as `DateTime<Utc>`), JSON columns `JSONB` (written as
-//! text with a `::jsonb` cast, read back as `::text` so both backends decode the same way).
+//! Timestamps are `TIMESTAMPTZ` (bound as `DateTime<Utc>`). Small JSON columns are `JSONB`,
+//! the submission body and the report `JSON` (cheaper to write, exact text kept); both are
+//! written as text with a cast and read back as `::text`, so both backends decode the same way.
 //! The clock is the application's (`common::now`), as on SQLite, so both backends behave
 //! identically; replicas are expected to run NTP-synchronised clocks, and leases are long
 //! compared with any skew.
@@ -76,9 +79,18 @@ impl PostgresStore {
                 StoreError::Database(format!("invalid PostgreSQL URL {}: {e}", redact_url(url)))
             })?
             .application_name("grader");
+        let tcp_port = options.get_socket().is_none().then(|| options.get_port());
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .test_before_acquire(false)
+            .after_connect(move |_conn, _meta| {
+                Box::pin(async move {
+                    if let Some(port) = tcp_port {
+                        nodelay::set_on_sockets_to(port);
+                    }
+                    Ok(())
+                })
+            })
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options)
             .await?;
@@ -89,8 +101,57 @@ impl PostgresStore {
     }
 }
 
+/// Works around sqlx 0.9.0 opening PostgreSQL TCP connections without `TCP_NODELAY` (a
+/// regression: sqlx issue #4335, fixed upstream after 0.9.0). With Nagle's algorithm on, the
+/// tail of any message longer than one TCP segment waits for the server's delayed ACK, about
+/// 40 ms: on loopback a batch of submissions (>64 KB) stalled 40 ms on every other statement
+/// in `store_bench`, and over a real network (1460-byte segments) a single 6 KB transcript
+/// would. sqlx offers no hook on its socket, so right after it opens a connection (before
+/// the connection's first query) this sets `TCP_NODELAY` on every TCP socket of the process
+/// whose peer is the database port. Setting it on any other TCP socket would be harmless
+/// (hyper and reqwest set it on theirs anyway). Delete this module once sqlx sets it itself.
+mod nodelay {
+    /// Linux only: it finds the sockets through `/proc/self/fd`; elsewhere a no-op.
+    #[cfg(target_os = "linux")]
+    pub(super) fn set_on_sockets_to(port: u16) {
+        use std::mem::ManuallyDrop;
+        use std::net::TcpStream;
+        use std::os::fd::FromRawFd;
+
+        let Ok(fds) = std::fs::read_dir("/proc/self/fd") else {
+            return;
+        };
+        for entry in fds.flatten() {
+            let Some(fd) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            let is_socket = std::fs::read_link(entry.path())
+                .map(|target| target.to_string_lossy().starts_with("socket:"))
+                .unwrap_or(false);
+            if !is_socket {
+                continue;
+            }
+            // SAFETY: the descriptor was an open socket a moment ago and is only borrowed:
+            // ManuallyDrop guarantees we never close it, so its owner is unaffected. Should
+            // it have been closed and reused meanwhile, the calls below fail (not a TCP
+            // socket) or set TCP_NODELAY on some other TCP socket, which is harmless.
+            let stream = ManuallyDrop::new(unsafe { TcpStream::from_raw_fd(fd) });
+            if stream.peer_addr().is_ok_and(|peer| peer.port() == port) {
+                let _ = stream.set_nodelay(true);
+            }
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub(super) fn set_on_sockets_to(_port: u16) {}
+}
+
 /// Batches carried at once (see `common::GroupCommit`): while one commits, the next gathers.
-const ENQUEUE_LANES: usize = 2;
+const ENQUEUE_LANES: usize = 1;
 /// Rows per batch statement: 64 x 10 parameters, far below PostgreSQL's 65535.
 const CHUNK: usize = 64;
 
@@ -112,11 +173,9 @@ async fn write_batch(pool: &PgPool, batch: Vec<PendingEnqueue>) -> Result<Vec<An
     });
     for chunk in sorted.chunks(CHUNK) {
         let items: Vec<&PendingEnqueue> = chunk.iter().map(|(_, item)| item).collect();
-        let r = insert_chunk(pool, &items).await; if let Err(e) = &r { if std::env::var_os("DBG_BATCH").is_some() { eprintln!("ERR {e}"); } }
-        let answers = match r {
-            Ok(Some(answers)) => answers,
-            Ok(None) | Err(_) => {
-                if std::env::var_os("DBG_BATCH").is_some() { eprintln!("fallback {}", items.len()); }
+        let answers = match insert_chunk(pool, &items).await? {
+            Some(answers) => answers,
+            None => {
                 let mut answers = Vec::with_capacity(items.len());
                 for item in &items {
                     answers.push(enqueue_single(pool, item).await);
@@ -140,7 +199,8 @@ async fn write_batch(pool: &PgPool, batch: Vec<PendingEnqueue>) -> Result<Vec<An
         .collect())
 }
 
-/// One chunk in one statement; `None` for a single item (the plain statement is cheaper).
+/// One chunk in one statement. `None` when the caller should write the items one by one: a
+/// single item (the plain statement is cheaper), or the statement failed as a whole.
 async fn insert_chunk(
     pool: &PgPool,
     items: &[&PendingEnqueue],
@@ -177,7 +237,7 @@ async fn insert_chunk(
              INSERT INTO submissions (id, tenant_id, stage, status, source, delivery_id, \
                  prompt, submission, attempts, input_sha256, created_at, updated_at) \
              SELECT id, tenant_id, stage, 'queued', source, delivery_id, prompt, \
-                 submission::jsonb, 0, input_sha256, at, at \
+                 submission::json, 0, input_sha256, at, at \
              FROM input ORDER BY tenant_id, source, delivery_id \
              ON CONFLICT ON CONSTRAINT submissions_delivery_key DO NOTHING \
              RETURNING id) \
@@ -202,9 +262,16 @@ async fn insert_chunk(
             .bind(&item.new.input_sha256)
             .bind(item.at);
     }
-    let inserted = query
-        .fetch_all(pool)
-        .await?
+    let rows = match query.fetch_all(pool).await {
+        Ok(rows) => rows,
+        Err(e) => {
+            // Nothing of the chunk was written (one statement); one by one, each submission
+            // gets its own answer.
+            tracing::debug!(error = %e, rows = items.len(), "batched enqueue refused; retrying one by one");
+            return Ok(None);
+        }
+    };
+    let inserted = rows
         .iter()
         .map(|r| r.try_get::<String, _>("submission_id"))
         .collect::<Result<HashSet<String>, _>>()?;
@@ -227,7 +294,7 @@ async fn enqueue_single(pool: &PgPool, item: &PendingEnqueue) -> Answer {
         "WITH s AS ( \
              INSERT INTO submissions (id, tenant_id, stage, status, source, delivery_id, \
                  prompt, submission, attempts, input_sha256, created_at, updated_at) \
-             VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7::jsonb, 0, $8, $9, $9) \
+             VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7::json, 0, $8, $9, $9) \
              ON CONFLICT ON CONSTRAINT submissions_delivery_key DO NOTHING \
              RETURNING id, tenant_id) \
          INSERT INTO jobs (id, submission_id, tenant_id, status, run_at, attempts, \
@@ -685,7 +752,7 @@ impl Store for PostgresStore {
         let submission_id: String = job.try_get("submission_id")?;
         let tenant_id: String = job.try_get("tenant_id")?;
         let input_sha256: String = sqlx::query(
-            "UPDATE submissions SET report = $1::jsonb, status = 'graded', error = NULL, \
+            "UPDATE submissions SET report = $1::json, status = 'graded', error = NULL, \
                  updated_at = $2 \
              WHERE id = $3 RETURNING input_sha256",
         )
@@ -704,7 +771,7 @@ impl Store for PostgresStore {
             &report_json,
             at,
         );
-        insert_audit(&mut *tx, &entry).await?;
+        insert_audit(&mut tx, &entry).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -912,7 +979,7 @@ impl Store for PostgresStore {
 
     async fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
         let mut conn = self.pool.acquire().await?;
-        insert_audit(&mut *conn, entry).await
+        insert_audit(&mut conn, entry).await
     }
 
     async fn audit_log(&self, tenant_id: &str, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {

@@ -14,6 +14,9 @@
 //!   of a transaction, which the busy timeout cannot resolve). It also makes another process
 //!   on the same file (`grader admin` next to `grader serve`) wait up to the busy timeout
 //!   instead of failing.
+//! - Concurrent enqueues are group-committed (`common::GroupCommit`): whoever gets the writer
+//!   writes every submission queued so far in one `BEGIN IMMEDIATE` transaction (multi-row
+//!   INSERTs), and each caller hears back only after that COMMIT.
 //!
 //! Reads use a separate pool of several connections and see the last committed state.
 //! `sqlite::memory:` keeps the whole database in one connection (an in-memory database lives
@@ -810,7 +813,7 @@ impl Store for SqliteStore {
             &report_json,
             at,
         );
-        insert_audit(&mut *tx, &entry).await?;
+        insert_audit(&mut tx, &entry).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -1042,7 +1045,7 @@ impl Store for SqliteStore {
 
     async fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
         let mut conn = self.writer.acquire().await?;
-        insert_audit(&mut *conn, entry).await
+        insert_audit(&mut conn, entry).await
     }
 
     async fn audit_log(&self, tenant_id: &str, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {

@@ -84,6 +84,8 @@ pub fn standin_model(base_url: &str) -> ModelConfig {
         tokenizer: None,
         timeout_secs: 10,
         max_retries: 0,
+        rpm: None,
+        tpm: None,
     }
 }
 
