@@ -15,10 +15,12 @@ use std::time::Duration;
 
 use crate::domain::CacheStatus;
 
-/// Upper bounds (seconds) of the provider-latency buckets: a loopback stand-in answers in
-/// microseconds, a long multi-repair call can take minutes.
-const BUCKETS: [f64; 14] = [
-    0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0,
+/// Upper bounds (seconds) of every latency histogram's buckets, shared by the judge's and the
+/// service's metrics: from a loopback stand-in or a cached 202 (sub-millisecond) to a slow
+/// multi-sample grading (minutes).
+const BUCKETS: [f64; 18] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0, 120.0, 300.0,
 ];
 
 /// A cumulative histogram with fixed buckets; `observe` is lock-free.
@@ -44,7 +46,8 @@ impl Histogram {
         self.count.load(Ordering::Relaxed)
     }
 
-    fn render(&self, out: &mut String, name: &str, labels: &str) {
+    /// Appends the `_bucket`, `_sum` and `_count` series in the text exposition format.
+    pub(crate) fn render(&self, out: &mut String, name: &str, labels: &str) {
         let sep = if labels.is_empty() { "" } else { "," };
         let mut cumulative = 0u64;
         for (i, bound) in BUCKETS.iter().enumerate() {

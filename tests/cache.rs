@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,27 +15,14 @@ use grader::ingest::{self, Limits};
 use grader::judge::pipeline::{GradeOptions, Judge, JudgeError, JudgeSettings};
 use grader::llm::retry::RetryPolicy;
 use grader::llm::{ChatRequest, ChatResponse, LlmError, ModelConfig, Provider, TokenUsage};
-use grader::prompts::{PromptVersion, Registry};
-use serde_json::{json, Value};
+use grader::prompts::Registry;
+use serde_json::Value;
 use support::db::TestDb;
+use support::fixtures::{
+    grader_cmd, judgment_for_request, judgment_json, registry, root, run, system_design, STRONG,
+    TRANSCRIPT,
+};
 use support::{Scripted as Reply, StandIn};
-
-const TRANSCRIPT: &str = "Interviewer: How would you design retrieval for 10,000 contracts?\n\
-Candidate: I would use hybrid search, BM25 plus dense retrieval, then a cross-encoder re-ranker.\n\
-Interviewer: And how do you know it works?\n\
-Candidate: We keep a golden regression set and track recall@k and faithfulness on every prompt change.\n";
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn registry() -> Registry {
-    Registry::load(&root().join("prompts")).unwrap()
-}
-
-fn system_design(reg: &Registry) -> &PromptVersion {
-    reg.for_stage(Stage::SystemDesign).unwrap()
-}
 
 fn submission(text: &str) -> Submission {
     Submission {
@@ -87,40 +73,6 @@ fn settings() -> JudgeSettings {
     }
 }
 
-/// A valid judgment for whatever rubric the request's strict schema names: every dimension
-/// scored `score`, quoting the candidate's first words from the data block.
-fn judgment_for(schema: &Value, user: &str, score: i64) -> Value {
-    let dims = schema["properties"]["scores"]["items"]["properties"]["dimension"]["enum"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let quote: String = user
-        .split("Candidate: ")
-        .nth(1)
-        .unwrap_or_default()
-        .chars()
-        .take(30)
-        .collect();
-    json!({
-        "scores": dims.iter().map(|d| json!({
-            "dimension": d, "score": score, "rationale": "scripted", "evidence": [quote]
-        })).collect::<Vec<_>>(),
-        "flags": [],
-        "summary": "scripted"
-    })
-}
-
-/// The same from a request the stand-in recorded (OpenAI wire format).
-fn judgment_for_wire(request: &Value) -> Value {
-    let schema = &request["response_format"]["json_schema"]["schema"];
-    let user = request["messages"]
-        .as_array()
-        .and_then(|m| m.last())
-        .and_then(|m| m["content"].as_str())
-        .unwrap_or_default();
-    judgment_for(schema, user, 3)
-}
-
 type AnswerFn = dyn Fn(&ChatRequest) -> Result<String, LlmError> + Send + Sync;
 
 /// An in-process provider: answers every request after `delay` with what `answer` says,
@@ -154,7 +106,7 @@ impl Fake {
                 .last()
                 .map(|m| m.content.clone())
                 .unwrap_or_default();
-            Ok(judgment_for(&schema, &user, 3).to_string())
+            Ok(judgment_json(&schema, &user, 3, &[]).to_string())
         })
     }
 
@@ -213,7 +165,7 @@ async fn a_hundred_concurrent_identical_gradings_make_one_call_at_the_standin() 
     let server = StandIn::start().await;
     server.set_default(Reply::delay(
         Duration::from_millis(300),
-        Reply::dynamic(|req| Reply::reply_json(&judgment_for_wire(req))),
+        Reply::dynamic(|req| Reply::reply_json(&judgment_for_request(req, 3))),
     ));
     let provider =
         grader::llm::OpenAiProvider::from_config(&model(Some(&server.base_url))).unwrap();
@@ -483,36 +435,11 @@ async fn cache_metrics_count_hits_misses_and_coalesced() {
 
 // ---- the CLI
 
-fn grader_cmd() -> std::process::Command {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_grader"));
-    cmd.current_dir(root());
-    for var in [
-        "OPENAI_API_KEY",
-        "OPENAI_BASE_URL",
-        "GRADER_MODEL",
-        "GRADER_CONFIG",
-        "GRADER_SAMPLES",
-        "GRADER_PROMPTS_DIR",
-        "GRADER_DATABASE_URL",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd
-}
-
-async fn run(mut cmd: std::process::Command) -> std::process::Output {
-    tokio::task::spawn_blocking(move || cmd.output().expect("run grader"))
-        .await
-        .expect("join")
-}
-
-const STRONG: &str = "examples/transcripts/system_design_strong.txt";
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grade_cli_caches_with_cache_db_and_no_cache_bypasses() {
     let server = StandIn::start().await;
     server.set_default(Reply::dynamic(|req| {
-        Reply::reply_json(&judgment_for_wire(req))
+        Reply::reply_json(&judgment_for_request(req, 3))
     }));
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("cache.db").display());

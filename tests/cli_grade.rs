@@ -3,39 +3,12 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 
-use serde_json::{json, Value};
+use serde_json::Value;
+use support::fixtures::{grader_cmd, judgment_for_request, root, run, STRONG};
 use support::{Scripted, StandIn};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The binary with a clean environment: no provider settings leak in from the machine.
-fn grader() -> std::process::Command {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_grader"));
-    cmd.current_dir(root());
-    for var in [
-        "OPENAI_API_KEY",
-        "OPENAI_BASE_URL",
-        "GRADER_MODEL",
-        "GRADER_CONFIG",
-        "GRADER_SAMPLES",
-        "GRADER_PROMPTS_DIR",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd
-}
-
-/// Runs the binary off the async runtime's threads so the stand-in keeps serving.
-async fn run(mut cmd: std::process::Command) -> Output {
-    tokio::task::spawn_blocking(move || cmd.output().expect("run grader"))
-        .await
-        .expect("join")
-}
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
@@ -44,41 +17,9 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-const STRONG: &str = "examples/transcripts/system_design_strong.txt";
-
-/// A judgment built from what the request itself says: every dimension id from the strict
-/// schema's enum, scored 3, quoting the first words the candidate said in the data block.
-fn judgment_for(request: &Value) -> Value {
-    let schema = &request["response_format"]["json_schema"]["schema"];
-    let dims = schema["properties"]["scores"]["items"]["properties"]["dimension"]["enum"]
-        .as_array()
-        .expect("dimension enum in the strict schema")
-        .clone();
-    let user = request["messages"]
-        .as_array()
-        .and_then(|m| m.last())
-        .and_then(|m| m["content"].as_str())
-        .unwrap_or_default()
-        .to_string();
-    let quote: String = user
-        .split("Candidate: ")
-        .nth(1)
-        .unwrap_or_default()
-        .chars()
-        .take(40)
-        .collect();
-    json!({
-        "scores": dims.iter().map(|d| json!({
-            "dimension": d, "score": 3, "rationale": "scripted", "evidence": [quote]
-        })).collect::<Vec<_>>(),
-        "flags": [],
-        "summary": "scripted judgment"
-    })
-}
-
 #[test]
 fn offline_grading_of_the_shipped_sample_prints_a_labelled_report() {
-    let out = grader()
+    let out = grader_cmd()
         .args(["grade", "--stage", "system_design", STRONG])
         .output()
         .unwrap();
@@ -99,7 +40,7 @@ fn offline_grading_of_the_shipped_sample_prints_a_labelled_report() {
 
 #[test]
 fn offline_json_report_has_the_contract_fields() {
-    let out = grader()
+    let out = grader_cmd()
         .args(["grade", "--stage", "system_design", "--json", STRONG])
         .output()
         .unwrap();
@@ -144,7 +85,7 @@ fn offline_json_report_has_the_contract_fields() {
 #[test]
 fn the_strong_sample_outscores_the_weak_one() {
     let overall = |file: &str| -> f64 {
-        let out = grader()
+        let out = grader_cmd()
             .args(["grade", "--stage", "system_design", "--json", file])
             .output()
             .unwrap();
@@ -161,9 +102,9 @@ fn the_strong_sample_outscores_the_weak_one() {
 async fn with_openai_base_url_the_report_comes_from_that_model() {
     let server = StandIn::start().await;
     server.set_default(Scripted::dynamic(|req| {
-        Scripted::reply_with_usage(judgment_for(req).to_string(), 2500, 300, 2048)
+        Scripted::reply_with_usage(judgment_for_request(req, 3).to_string(), 2500, 300, 2048)
     }));
-    let mut cmd = grader();
+    let mut cmd = grader_cmd();
     cmd.env("OPENAI_BASE_URL", &server.base_url)
         .env("GRADER_MODEL", "stand-in-judge-1")
         .args(["grade", "--stage", "system_design", "--json", STRONG]);
@@ -197,9 +138,9 @@ async fn a_429_with_retry_after_is_honoured_then_graded() {
     let server = StandIn::start().await;
     server.push(Scripted::rate_limited("1"));
     server.set_default(Scripted::dynamic(|req| {
-        Scripted::reply(judgment_for(req).to_string())
+        Scripted::reply(judgment_for_request(req, 3).to_string())
     }));
-    let mut cmd = grader();
+    let mut cmd = grader_cmd();
     cmd.env("OPENAI_BASE_URL", &server.base_url).args([
         "grade",
         "--stage",
@@ -230,7 +171,7 @@ async fn server_errors_exhaust_the_bounded_retries_with_a_clear_error() {
         ),
     )
     .unwrap();
-    let mut cmd = grader();
+    let mut cmd = grader_cmd();
     cmd.arg("--config")
         .arg(&config)
         .args(["grade", "--stage", "system_design", STRONG]);
@@ -307,7 +248,7 @@ fn bad_input_gets_a_clear_error_naming_the_problem() {
         ),
     ];
     for (args, needle) in cases {
-        let out = grader().args(&args).output().unwrap();
+        let out = grader_cmd().args(&args).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let err = stderr(&out);
         assert!(err.to_lowercase().contains(needle), "{args:?}: {err}");
@@ -319,7 +260,7 @@ fn oversized_input_is_refused_with_the_limit() {
     let dir = tempfile::tempdir().unwrap();
     let big = dir.path().join("big.txt");
     std::fs::write(&big, "Candidate: ".to_string() + &"word ".repeat(50)).unwrap();
-    let out = grader()
+    let out = grader_cmd()
         .env("GRADER_MAX_CHARS", "100")
         .args(["grade", "--stage", "system_design"])
         .arg(&big)
@@ -334,7 +275,7 @@ fn oversized_input_is_refused_with_the_limit() {
 fn a_written_answer_is_graded_with_its_question() {
     let q = Path::new("examples/transcripts/written_answer_question.txt");
     let a = "examples/transcripts/written_answer_answer.txt";
-    let out = grader()
+    let out = grader_cmd()
         .args([
             "grade",
             "--stage",
@@ -356,7 +297,7 @@ fn a_written_answer_is_graded_with_its_question() {
 #[test]
 fn a_transcript_on_standard_input_is_graded() {
     use std::io::Write;
-    let mut child = grader()
+    let mut child = grader_cmd()
         .args(["grade", "--stage", "hands_on", "--json", "-"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

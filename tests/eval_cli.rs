@@ -10,38 +10,10 @@ use std::process::Output;
 
 use grader::calibration::human_consensus;
 use serde_json::{json, Value};
+use support::fixtures::{grader_cmd, root, run};
 use support::{Scripted, StandIn};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 const VALID: &str = "tests/data/golden/valid";
-
-/// The binary with a clean environment: no provider or database settings leak in.
-fn grader() -> std::process::Command {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_grader"));
-    cmd.current_dir(root());
-    for var in [
-        "OPENAI_API_KEY",
-        "OPENAI_BASE_URL",
-        "GRADER_MODEL",
-        "GRADER_CONFIG",
-        "GRADER_SAMPLES",
-        "GRADER_PROMPTS_DIR",
-        "GRADER_DATABASE_URL",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd
-}
-
-/// Runs the binary off the async runtime's threads so the stand-in keeps serving.
-async fn run(mut cmd: std::process::Command) -> Output {
-    tokio::task::spawn_blocking(move || cmd.output().expect("run grader"))
-        .await
-        .expect("join")
-}
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
@@ -118,7 +90,7 @@ fn minimum_score(_: Option<f64>) -> i64 {
 }
 
 fn model_eval(server: &StandIn, db: &std::path::Path, extra: &[&str]) -> std::process::Command {
-    let mut cmd = grader();
+    let mut cmd = grader_cmd();
     cmd.env("OPENAI_BASE_URL", &server.base_url)
         .env("GRADER_MODEL", "stand-in-judge-1")
         .args(["eval", VALID, "--bootstrap", "200", "--cache-db"])
@@ -352,7 +324,7 @@ fn the_offline_judge_runs_without_a_database_and_writes_every_report() {
         dir.path().join("e.xml"),
         dir.path().join("e.md"),
     );
-    let out = grader()
+    let out = grader_cmd()
         .current_dir(root())
         .args(["eval", VALID, "--offline", "--bootstrap", "100", "--json"])
         .arg(&j)
@@ -424,7 +396,7 @@ fn input_and_usage_errors_exit_2() {
         (vec!["eval", VALID, "--concurrency", "0"], "concurrency"),
     ];
     for (args, needle) in cases {
-        let out = grader().args(&args).output().unwrap();
+        let out = grader_cmd().args(&args).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
         assert!(
             stderr(&out).contains(needle),

@@ -1,8 +1,9 @@
 //! The judge pipeline with a scripted in-memory provider: every path of `Judge::grade`
 //! without a network. (End-to-end through the stand-in server is in tests/cli_grade.rs.)
 
+mod support;
+
 use std::collections::VecDeque;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,7 +15,8 @@ use grader::judge::validate::validate;
 use grader::judge::{JudgedFlag, JudgedScore, Judgment};
 use grader::llm::retry::RetryPolicy;
 use grader::llm::{ChatRequest, ChatResponse, LlmError, ModelConfig, Provider, Role, TokenUsage};
-use grader::prompts::{self, PromptFile, PromptVersion, Registry, RenderInput};
+use grader::prompts::{self, PromptFile, RenderInput};
+use support::fixtures::{registry, system_design, TRANSCRIPT};
 
 /// Answers each call with the next scripted reply and records every request.
 #[derive(Default)]
@@ -59,10 +61,6 @@ impl Provider for Scripted {
     }
 }
 
-fn registry() -> Registry {
-    Registry::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/prompts"))).unwrap()
-}
-
 fn model(context_window: u64) -> ModelConfig {
     ModelConfig {
         name: "cheap".into(),
@@ -100,11 +98,6 @@ fn settings(samples: u32) -> JudgeSettings {
     }
 }
 
-const TRANSCRIPT: &str = "Interviewer: How would you design retrieval for 10,000 contracts?\n\
-Candidate: I would use hybrid search, BM25 plus dense retrieval, then a cross-encoder re-ranker.\n\
-Interviewer: And how do you know it works?\n\
-Candidate: We keep a golden regression set and track recall@k and faithfulness on every prompt change.\n";
-
 fn submission(stage: Stage, text: &str) -> Submission {
     let transcript = ingest::parse(text.as_bytes(), None, &Limits::default()).unwrap();
     Submission {
@@ -138,10 +131,6 @@ fn judgment(file: &PromptFile, score: impl Fn(u8) -> i64, quote: &str) -> Judgme
 
 fn json(j: &Judgment) -> String {
     serde_json::to_string(j).unwrap()
-}
-
-fn system_design(reg: &Registry) -> &PromptVersion {
-    reg.for_stage(Stage::SystemDesign).unwrap()
 }
 
 #[tokio::test]

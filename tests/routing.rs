@@ -6,7 +6,6 @@
 mod support;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,26 +19,9 @@ use grader::judge::pipeline::{GradeOptions, GradeOutcome, Judge, JudgeSettings};
 use grader::llm::router::Router;
 use grader::llm::{ChatRequest, ChatResponse, LlmError, ModelConfig, Provider, TokenUsage};
 use grader::metrics::{BreakerGauge, JudgeMetrics};
-use grader::prompts::{PromptVersion, Registry};
-use serde_json::{json, Value};
+use serde_json::Value;
+use support::fixtures::{grader_cmd, judgment_json, registry, system_design, TRANSCRIPT};
 use support::{Scripted as Reply, StandIn};
-
-const TRANSCRIPT: &str = "Interviewer: How would you design retrieval for 10,000 contracts?\n\
-Candidate: I would use hybrid search, BM25 plus dense retrieval, then a cross-encoder re-ranker.\n\
-Interviewer: And how do you know it works?\n\
-Candidate: We keep a golden regression set and track recall@k and faithfulness on every prompt change.\n";
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn registry() -> Registry {
-    Registry::load(&root().join("prompts")).unwrap()
-}
-
-fn system_design(reg: &Registry) -> &PromptVersion {
-    reg.for_stage(Stage::SystemDesign).unwrap()
-}
 
 fn submission(tenant: &str, text: &str) -> Submission {
     Submission {
@@ -87,28 +69,6 @@ impl Fake {
     }
 }
 
-fn judgment_json(schema: &Value, user: &str, score: i64, flags: &[String]) -> String {
-    let dims = schema["properties"]["scores"]["items"]["properties"]["dimension"]["enum"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let quote: String = user
-        .split("Candidate: ")
-        .nth(1)
-        .unwrap_or_default()
-        .chars()
-        .take(30)
-        .collect();
-    json!({
-        "scores": dims.iter().map(|d| json!({
-            "dimension": d, "score": score, "rationale": "scripted", "evidence": [quote]
-        })).collect::<Vec<_>>(),
-        "flags": flags.iter().map(|f| json!({"id": f, "evidence": [quote]})).collect::<Vec<_>>(),
-        "summary": "scripted"
-    })
-    .to_string()
-}
-
 #[async_trait]
 impl Provider for Fake {
     async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
@@ -125,7 +85,7 @@ impl Provider for Fake {
             .map(|m| m.content.clone())
             .unwrap_or_default();
         let content = match answer {
-            Answer::Score(s, flags) => judgment_json(&schema, &user, s, &flags),
+            Answer::Score(s, flags) => judgment_json(&schema, &user, s, &flags).to_string(),
             Answer::Invalid => "not json".to_string(),
             Answer::Fail(status) => {
                 return Err(LlmError::Server {
@@ -509,7 +469,7 @@ async fn fallback_over_http_when_the_primary_answers_500s() {
             .and_then(|m| m.last())
             .and_then(|m| m["content"].as_str())
             .unwrap_or_default();
-        Reply::reply(judgment_json(schema, user, 4, &[]))
+        Reply::reply(judgment_json(schema, user, 4, &[]).to_string())
     }));
     let cfg = Config::from_sources(
         None,
@@ -754,23 +714,6 @@ async fn usage_is_recorded_per_grading_and_summed_per_prompt_and_model() {
     assert!((row("big-id").cost_usd - 2.0 * (1000.0 * 2.5 + 100.0 * 10.0) / 1e6).abs() < 1e-12);
 }
 
-fn grader_cmd() -> std::process::Command {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_grader"));
-    cmd.current_dir(root());
-    for var in [
-        "OPENAI_API_KEY",
-        "OPENAI_BASE_URL",
-        "GRADER_MODEL",
-        "GRADER_CONFIG",
-        "GRADER_SAMPLES",
-        "GRADER_PROMPTS_DIR",
-        "GRADER_DATABASE_URL",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grade_dry_run_on_the_cli_calls_no_model() {
     let server = StandIn::start().await;
@@ -852,7 +795,12 @@ async fn grade_records_usage_and_the_usage_command_sums_it_and_caps_hold_across_
             .and_then(|m| m.last())
             .and_then(|m| m["content"].as_str())
             .unwrap_or_default();
-        Reply::reply_with_usage(judgment_json(schema, user, 3, &[]), 1000, 100, 0)
+        Reply::reply_with_usage(
+            judgment_json(schema, user, 3, &[]).to_string(),
+            1000,
+            100,
+            0,
+        )
     }));
     let dir = tempfile::tempdir().unwrap();
     let ledger = dir.path().join("usage.jsonl");

@@ -151,7 +151,7 @@ mod nodelay {
 }
 
 /// Batches carried at once (see `common::GroupCommit`): while one commits, the next gathers.
-const ENQUEUE_LANES: usize = 1;
+const ENQUEUE_LANES: usize = 2;
 /// Rows per batch statement: 64 x 10 parameters, far below PostgreSQL's 65535.
 const CHUNK: usize = 64;
 

@@ -7,3 +7,4 @@ pub mod db;
 pub mod standin;
 
 pub use standin::{Recorded, Scripted, StandIn};
+pub mod fixtures;
