@@ -38,6 +38,7 @@ macro_rules! http_tests {
 }
 
 http_tests!(
+    sync_grade_is_stored_and_readable_by_its_report_id,
     async_submission_is_queued_then_graded,
     idempotency_key_answers_the_same_submission_graded_once,
     webhooks_valid_invalid_stale_and_replayed_per_source,
@@ -47,6 +48,7 @@ http_tests!(
     dead_workers_job_is_requeued_and_graded_once,
     failing_judge_is_retried_then_dead_lettered_with_the_reason,
     graceful_shutdown_leaves_no_job_leased,
+    metrics_queue_depth_reflects_enqueued_jobs,
 );
 
 const GH_SECRET: &str = "gh-webhook-secret-5e1d0c";
@@ -108,10 +110,10 @@ async fn completions(t: &TestApp, tenant_id: &str, submission_id: &str) -> usize
 
 // ---------------------------------------------------------------- grading
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sync_grade_returns_a_report_and_audits_it() {
-    let t = TestApp::spawn(Backend::Sqlite).await;
+async fn sync_grade_is_stored_and_readable_by_its_report_id(backend: Backend) {
+    let t = TestApp::spawn(backend).await;
     let (tenant, key) = t.tenant_with_key("acme", Role::Ingest).await;
+    let (_, other_key) = t.tenant_with_key("other", Role::Admin).await;
     let (status, report) = json_of(t.post_json("/v1/grade", &key, &submission_body()).await).await;
     assert_eq!(status, 200, "{report}");
     assert_eq!(report["stage"], "system_design");
@@ -120,18 +122,38 @@ async fn sync_grade_returns_a_report_and_audits_it() {
     assert!(report["prompt"]["sha256"]
         .as_str()
         .is_some_and(|s| s.len() == 64));
+    let id = report["id"].as_str().expect("report id").to_string();
+    // Audited once, in the storing transaction.
     let audit = t.store.audit_log(&tenant.id, 10).await.expect("audit");
     assert!(audit.iter().any(|e| e.action == "grading.completed"
-        && e.subject.as_deref() == report["id"].as_str()
+        && e.subject.as_deref() == Some(id.as_str())
         && e.detail["sync"] == true));
+    assert_eq!(completions(&t, &tenant.id, &id).await, 1);
+
+    // The report's id is the submission's: GET shows it graded with the same report.
+    let (status, v) = json_of(t.get(&format!("/v1/submissions/{id}"), &key).await).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["id"], id.as_str());
+    assert_eq!(v["status"], "graded");
+    assert_eq!(v["report"], report);
+    // Another tenant's key: 404, like a made-up id.
+    let (status, v) = json_of(t.get(&format!("/v1/submissions/{id}"), &other_key).await).await;
+    assert_error(status, &v, 404, "not_found");
+
     // A written answer through the same route.
     let body = json!({"stage": "written_answer", "question": "How would you evaluate a RAG system?",
         "answer": "I would measure retrieval recall@k on labelled queries and judge faithfulness of answers against the retrieved context, calibrated against human labels."});
     let (status, report) = json_of(t.post_json("/v1/grade", &key, &body).await).await;
     assert_eq!(status, 200, "{report}");
     assert_eq!(report["stage"], "written_answer");
-    // Nothing was queued by synchronous grading.
-    assert_eq!(count_submissions(&t, &tenant.id).await, 0);
+    // Both stored as graded submissions, and nothing was queued (no job to grade again).
+    let listed = t
+        .store
+        .list_submissions(&tenant.id, Some(SubmissionStatus::Graded), 10, 0)
+        .await
+        .expect("list");
+    assert_eq!(listed.len(), 2);
+    assert_eq!(t.store.queue_depth().await.expect("queue depth"), 0);
 }
 
 async fn async_submission_is_queued_then_graded(backend: Backend) {
@@ -1184,6 +1206,8 @@ async fn probes_metrics_and_openapi() {
         "# TYPE grader_grading_duration_seconds histogram",
         "grader_grading_duration_seconds_count 1",
         "grader_gradings_in_flight 0",
+        "# TYPE grader_queue_depth gauge",
+        "grader_queue_depth 0",
     ] {
         assert!(text.contains(needle), "missing {needle:?} in\n{text}");
     }
@@ -1211,6 +1235,29 @@ async fn probes_metrics_and_openapi() {
     assert!(doc["components"]["schemas"]["SubmissionRequest"].is_object());
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
     assert!(paths["/v1/submissions"]["post"]["responses"]["202"].is_object());
+}
+
+async fn metrics_queue_depth_reflects_enqueued_jobs(backend: Backend) {
+    // No workers: what is enqueued stays queued.
+    let t = TestApp::spawn_with(Options::new(backend).workers(0)).await;
+    let (_, key) = t.tenant_with_key("acme", Role::Ingest).await;
+    let scrape = || async {
+        let resp = t.client.get(t.url("/metrics")).send().await.expect("send");
+        resp.text().await.expect("text")
+    };
+    assert!(scrape().await.contains("\ngrader_queue_depth 0\n"));
+    for _ in 0..3 {
+        let resp = t
+            .post_json("/v1/submissions", &key, &submission_body())
+            .await;
+        assert_eq!(resp.status().as_u16(), 202);
+    }
+    let text = scrape().await;
+    assert!(text.contains("\ngrader_queue_depth 3\n"), "{text}");
+    // A synchronous grading queues nothing.
+    let resp = t.post_json("/v1/grade", &key, &submission_body()).await;
+    assert_eq!(resp.status().as_u16(), 200);
+    assert!(scrape().await.contains("\ngrader_queue_depth 3\n"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

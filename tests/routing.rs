@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use grader::budget::{MemoryLedger, UsageFilter, UsageLedger};
+use grader::budget::{MemoryLedger, StoreLedger, UsageFilter, UsageLedger};
 use grader::config::{BudgetConfig, Config};
 use grader::domain::{CacheStatus, FlagKind, GradeReport, Severity, Stage, Submission};
 use grader::ingest::{self, Limits};
@@ -20,6 +20,7 @@ use grader::llm::router::Router;
 use grader::llm::{ChatRequest, ChatResponse, LlmError, ModelConfig, Provider, TokenUsage};
 use grader::metrics::{BreakerGauge, JudgeMetrics};
 use serde_json::Value;
+use support::db::{Backend, TestDb};
 use support::fixtures::{grader_cmd, judgment_json, registry, system_design, TRANSCRIPT};
 use support::{Scripted as Reply, StandIn};
 
@@ -574,6 +575,89 @@ async fn an_exhausted_budget_grades_offline_with_needs_review() {
         .contains("grader_budget_degraded_total{scope=\"tenant_daily\"} 1"));
 }
 
+/// Two judges (two replicas) over one store: the second sees what the first spent, so a
+/// tenant's daily cap holds across them.
+async fn two_judges_over_one_store_share_a_tenants_daily_cap(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let cfg = config("[routes.default]\ncheap = \"mini\"\ncheap_samples = 1\n");
+    let reg = registry();
+    let pv = system_design(&reg);
+    let (mini_a, mini_b) = (Fake::scores(&[3]), Fake::scores(&[3]));
+    let actual = (1000.0 * 0.15 + 100.0 * 0.6) / 1e6;
+    let worst = routed(&cfg, &[("mini", mini_a.clone())])
+        .judge
+        .estimate(&submission("acme", TRANSCRIPT), pv)
+        .await
+        .unwrap()
+        .max_cost_usd;
+    // Admits one grading's worst case, not a second on top of the first's actual spend.
+    let caps = BudgetConfig {
+        tenant_daily_usd: Some(worst + actual / 2.0),
+        ..BudgetConfig::default()
+    };
+    let replica = |mini: &Arc<Fake>| {
+        routed(&cfg, &[("mini", mini.clone())])
+            .judge
+            .with_budget(caps.clone(), Arc::new(StoreLedger::new(db.store.clone())))
+    };
+    let (a, b) = (replica(&mini_a), replica(&mini_b));
+
+    let first = a.grade(&submission("acme", TRANSCRIPT), pv).await.unwrap();
+    assert_eq!(first.judge.tier, "cheap");
+    assert_eq!(mini_a.calls(), 1);
+    // The other replica: the tenant's cap is spent, so it grades offline without a call.
+    let other = TRANSCRIPT.replace("10,000", "20,000");
+    let second = b.grade(&submission("acme", &other), pv).await.unwrap();
+    assert_eq!(
+        mini_b.calls(),
+        0,
+        "no call once the shared budget is exhausted"
+    );
+    assert_eq!(second.judge.model, "offline");
+    assert!(second.needs_review);
+    assert!(
+        second.review_reasons[0].starts_with("budget: the tenant's daily budget of $"),
+        "{:?}",
+        second.review_reasons
+    );
+    // Another tenant still has its own cap on that replica.
+    let third = b.grade(&submission("globex", &other), pv).await.unwrap();
+    assert_eq!(third.judge.tier, "cheap");
+    assert_eq!(mini_b.calls(), 1);
+    // Both paid gradings are in the store, per tenant.
+    let acme = db
+        .store
+        .usage_summary(&UsageFilter {
+            tenant: Some("acme".into()),
+            ..UsageFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(acme.len(), 1, "{acme:?}");
+    assert_eq!(
+        (acme[0].prompt.as_str(), acme[0].model.as_str()),
+        ("system_design@v1", "mini-id")
+    );
+    assert_eq!(acme[0].gradings, 1);
+    assert!((acme[0].cost_usd - first.usage.cost_usd).abs() < 1e-12);
+    let all = db
+        .store
+        .usage_summary(&UsageFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(all[0].gradings, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_judges_over_one_sqlite_store_share_a_tenants_daily_cap() {
+    two_judges_over_one_store_share_a_tenants_daily_cap(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_judges_over_one_postgres_store_share_a_tenants_daily_cap() {
+    two_judges_over_one_store_share_a_tenants_daily_cap(Backend::Postgres).await;
+}
+
 #[tokio::test]
 async fn a_cached_answer_is_served_even_when_the_budget_is_exhausted() {
     let mini = Fake::scores(&[3]);
@@ -888,6 +972,62 @@ ledger_path = "{}"
         .as_str()
         .unwrap()
         .contains("daily budget"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_usage_command_reads_the_stores_usage_with_db() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let record = |tenant: &str, cost: f64| grader::budget::UsageRecord {
+        at: chrono::Utc::now(),
+        tenant: tenant.into(),
+        stage: "system_design".into(),
+        prompt: "system_design@v1".into(),
+        prompt_sha256: "cd".repeat(32),
+        model: "gpt-4o-mini".into(),
+        tier: "cheap".into(),
+        samples: 1,
+        cached_samples: 0,
+        prompt_tokens: 1000,
+        completion_tokens: 100,
+        cached_tokens: 0,
+        cost_usd: cost,
+    };
+    db.store
+        .record_usage(&[record("acme", 0.25), record("globex", 0.5)])
+        .await
+        .unwrap();
+    let url = db.url.clone();
+    let run = |args: Vec<String>| async move {
+        tokio::task::spawn_blocking(move || grader_cmd().args(args).output().unwrap())
+            .await
+            .unwrap()
+    };
+    let args = |extra: &[&str]| {
+        let mut a: Vec<String> = ["usage", "--json", "--db", url.as_str()]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let out = run(args(&[])).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["rows"][0]["gradings"], 2);
+    assert_eq!(v["total"]["cost_usd"], 0.75);
+    let out = run(args(&["--tenant", "acme"])).await;
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["total"]["cost_usd"], 0.25);
+    // A missing SQLite file is an error, not a new empty database.
+    let dir = tempfile::tempdir().unwrap();
+    let missing = format!("sqlite://{}", dir.path().join("none.db").display());
+    let out = run(vec!["usage".into(), "--db".into(), missing]).await;
+    assert!(!out.status.success());
+    assert!(!dir.path().join("none.db").exists());
 }
 
 /// A ledger that answers slowly, so a grading refused by its budget is still "in flight" when

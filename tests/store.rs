@@ -8,7 +8,9 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::NaiveDate;
 use chrono::{TimeDelta, Utc};
+use grader::budget::{MemoryLedger, Spent, StoreLedger, UsageFilter, UsageLedger, UsageRecord};
 use grader::domain::{
     CacheStatus, DimensionScore, Format, GradeReport, GuardInfo, JudgeInfo, PromptRef,
     Recommendation, ReportStatus, Scale, SkillProfile, Speaker, Stage, Submission, Transcript,
@@ -57,6 +59,9 @@ store_tests!(
     callbacks_are_logged_per_submission,
     audit_log_appends_and_lists_newest_first,
     response_cache_get_put_and_purge_by_prompt,
+    store_graded_writes_a_graded_submission_and_its_audit_without_a_job,
+    queue_depth_counts_queued_and_leased_jobs,
+    usage_is_summed_per_prompt_version_and_model_and_spent_per_window,
 );
 
 // ---------------------------------------------------------------- fixtures
@@ -1006,4 +1011,202 @@ fn test_database_urls_replace_only_the_database_name() {
         "postgres://u:p@h/t2?sslmode=disable"
     );
     assert_eq!(with_database("postgres://h", "t3"), "postgres://h/t3");
+}
+
+async fn store_graded_writes_a_graded_submission_and_its_audit_without_a_job(db: &TestDb) {
+    let s = &*db.store;
+    let t = s.create_tenant("acme").await.unwrap();
+    let other = s.create_tenant("other").await.unwrap();
+    let r = simple_report();
+    let stored = s
+        .store_graded(new_sub(&t.id, "api", Some("k1")), &r)
+        .await
+        .unwrap();
+    assert_eq!(stored.id, r.id, "the submission id is the report id");
+    assert_eq!(stored.status, SubmissionStatus::Graded);
+    assert_eq!(stored.report.as_ref(), Some(&r));
+    assert_eq!(stored.attempts, 1);
+    // What it returned is exactly what is stored; another tenant does not see it.
+    assert_eq!(
+        s.submission(&t.id, &r.id).await.unwrap().as_ref(),
+        Some(&stored)
+    );
+    assert_eq!(s.submission(&other.id, &r.id).await.unwrap(), None);
+
+    // One grading.completed entry, marked sync, with the worker's detail.
+    let log = s.audit_log(&t.id, 10).await.unwrap();
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].action, "grading.completed");
+    assert_eq!(log[0].actor, "sync:api");
+    assert_eq!(log[0].subject.as_deref(), Some(r.id.as_str()));
+    assert_eq!(log[0].detail["sync"], true);
+    assert_eq!(log[0].detail["report_id"], r.id.as_str());
+    assert_eq!(log[0].detail["prompt"], "system_design@v1");
+
+    // The same delivery key again: the first record, nothing new written.
+    let again = s
+        .store_graded(new_sub(&t.id, "api", Some("k1")), &simple_report())
+        .await
+        .unwrap();
+    assert_eq!(again, stored);
+    assert_eq!(s.audit_log(&t.id, 10).await.unwrap().len(), 1);
+    // ...and an enqueue with that key finds the graded submission too.
+    let (found, created) = s.enqueue(new_sub(&t.id, "api", Some("k1"))).await.unwrap();
+    assert!(!created);
+    assert_eq!(found, stored);
+
+    // No job was created: nothing to lease, the queue is empty.
+    assert!(s.lease_job("w", LONG).await.unwrap().is_none());
+    assert_eq!(s.queue_depth().await.unwrap(), 0);
+
+    // A second report id taken again is a conflict; an unknown tenant is NotFound.
+    assert!(matches!(
+        s.store_graded(new_sub(&t.id, "api", None), &r).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        s.store_graded(new_sub("no-such-tenant", "api", None), &simple_report())
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    let listed = s.list_submissions(&t.id, None, 10, 0).await.unwrap();
+    assert_eq!(listed, vec![stored]);
+}
+
+async fn queue_depth_counts_queued_and_leased_jobs(db: &TestDb) {
+    let s = &*db.store;
+    let t = s.create_tenant("acme").await.unwrap();
+    assert_eq!(s.queue_depth().await.unwrap(), 0);
+    for _ in 0..3 {
+        s.enqueue(new_sub(&t.id, "api", None)).await.unwrap();
+    }
+    assert_eq!(s.queue_depth().await.unwrap(), 3);
+    // A leased job still counts; a finished one does not.
+    let job = s.lease_job("w", LONG).await.unwrap().unwrap();
+    assert_eq!(s.queue_depth().await.unwrap(), 3);
+    assert!(s
+        .complete_job(&job.job_id, "w", &simple_report())
+        .await
+        .unwrap());
+    assert_eq!(s.queue_depth().await.unwrap(), 2);
+}
+
+fn usage(at: &str, tenant: &str, prompt: &str, model: &str, cost: f64) -> UsageRecord {
+    UsageRecord {
+        at: at.parse().unwrap(),
+        tenant: tenant.into(),
+        stage: "system_design".into(),
+        prompt: prompt.into(),
+        prompt_sha256: "cd".repeat(32),
+        model: model.into(),
+        tier: "cheap".into(),
+        samples: 3,
+        cached_samples: 1,
+        prompt_tokens: 1000,
+        completion_tokens: 100,
+        cached_tokens: 24,
+        cost_usd: cost,
+    }
+}
+
+async fn usage_is_summed_per_prompt_version_and_model_and_spent_per_window(db: &TestDb) {
+    let s = &*db.store;
+    let records = [
+        usage("2026-11-28T10:00:00Z", "a", "system_design@v1", "mini", 1.0),
+        usage("2026-11-29T10:00:00Z", "a", "system_design@v1", "mini", 2.0),
+        usage("2026-11-29T11:00:00Z", "a", "system_design@v2", "mini", 0.5),
+        usage("2026-11-29T12:00:00Z", "b", "system_design@v1", "big", 4.0),
+        usage(
+            "2026-10-31T23:59:59.999999Z",
+            "a",
+            "system_design@v1",
+            "mini",
+            8.0,
+        ),
+        usage(
+            "2026-12-01T00:00:00Z",
+            "a",
+            "system_design@v1",
+            "mini",
+            16.0,
+        ),
+    ];
+    s.record_usage(&records[..3]).await.unwrap();
+    s.record_usage(&records[3..]).await.unwrap();
+    s.record_usage(&[]).await.unwrap();
+
+    // The store answers exactly what the in-memory ledger does for the same records.
+    let memory = MemoryLedger::new();
+    memory.add(&records);
+    let day = NaiveDate::from_ymd_opt(2026, 11, 29).unwrap();
+    let spent = s.usage_spent("a", day).await.unwrap();
+    assert_eq!(
+        spent,
+        Spent {
+            tenant_day: 2.5,
+            tenant_month: 3.5,
+            global_day: 6.5,
+            global_month: 7.5,
+        }
+    );
+    assert_eq!(spent, memory.spent("a", day).await.unwrap());
+    let nobody = s
+        .usage_spent("c", NaiveDate::from_ymd_opt(2020, 1, 1).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(nobody, Spent::default());
+
+    let filters = [
+        UsageFilter::default(),
+        UsageFilter {
+            tenant: Some("a".into()),
+            ..UsageFilter::default()
+        },
+        UsageFilter {
+            since: Some(day),
+            until: Some(day),
+            ..UsageFilter::default()
+        },
+        UsageFilter {
+            tenant: Some("nobody".into()),
+            ..UsageFilter::default()
+        },
+    ];
+    for f in &filters {
+        assert_eq!(
+            s.usage_summary(f).await.unwrap(),
+            memory.summary(f).await.unwrap(),
+            "{f:?}"
+        );
+    }
+    let all = s.usage_summary(&UsageFilter::default()).await.unwrap();
+    let keys: Vec<(&str, &str)> = all
+        .iter()
+        .map(|r| (r.prompt.as_str(), r.model.as_str()))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            ("system_design@v1", "big"),
+            ("system_design@v1", "mini"),
+            ("system_design@v2", "mini")
+        ]
+    );
+    let v1_mini = &all[1];
+    assert_eq!(
+        (
+            v1_mini.gradings,
+            v1_mini.samples,
+            v1_mini.cached_samples,
+            v1_mini.prompt_tokens,
+            v1_mini.completion_tokens,
+            v1_mini.cached_tokens,
+            v1_mini.cost_usd
+        ),
+        (4, 12, 4, 4000, 400, 96, 27.0)
+    );
+    // The ledger over the store answers the same through the budget's trait.
+    let ledger = StoreLedger::new(db.store.clone());
+    assert_eq!(ledger.spent("a", day).await.unwrap(), spent);
+    assert_eq!(ledger.summary(&UsageFilter::default()).await.unwrap(), all);
 }

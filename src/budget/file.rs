@@ -2,9 +2,9 @@
 //! appended; read back whole at open and then summed in memory.
 //!
 //! Why a file: `grader grade` runs are separate processes, and `grader usage` and the budget
-//! caps need their history. It is the single-host ledger; several replicas need one shared
-//! ledger in the store (its `Store` methods are not there yet), since each process here only
-//! sees the lines it has read at open plus its own.
+//! caps need their history. It is the single-host ledger; several replicas share
+//! [`StoreLedger`](super::StoreLedger) (the store's `usage` table) instead, since each process
+//! here only sees the lines it has read at open plus its own.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};

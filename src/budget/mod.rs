@@ -98,7 +98,7 @@ pub struct Spent {
 }
 
 /// Where usage is recorded and summed. The in-memory [`MemoryLedger`] serves a single process
-/// (and the tests); a store-backed ledger makes caps hold across replicas and restarts.
+/// (and the tests); [`StoreLedger`] makes caps hold across replicas and restarts.
 #[async_trait]
 pub trait UsageLedger: Send + Sync {
     async fn record(&self, records: &[UsageRecord]) -> Result<(), LedgerError>;
@@ -199,6 +199,41 @@ impl UsageLedger for MemoryLedger {
             o.cost_usd += row.cost_usd;
         }
         Ok(out.into_values().collect())
+    }
+}
+
+/// The ledger in the store (the `usage` table): every replica records to and reads from the
+/// same rows, so caps and `grader usage` hold across replicas and restarts. Only calls the
+/// [`Store`](crate::store::Store) trait; the SQL is the store's.
+pub struct StoreLedger {
+    store: std::sync::Arc<dyn crate::store::Store>,
+}
+
+impl StoreLedger {
+    pub fn new(store: std::sync::Arc<dyn crate::store::Store>) -> StoreLedger {
+        StoreLedger { store }
+    }
+}
+
+fn ledger_error(e: crate::store::StoreError) -> LedgerError {
+    LedgerError(e.to_string())
+}
+
+#[async_trait]
+impl UsageLedger for StoreLedger {
+    async fn record(&self, records: &[UsageRecord]) -> Result<(), LedgerError> {
+        self.store.record_usage(records).await.map_err(ledger_error)
+    }
+
+    async fn spent(&self, tenant: &str, day: NaiveDate) -> Result<Spent, LedgerError> {
+        self.store
+            .usage_spent(tenant, day)
+            .await
+            .map_err(ledger_error)
+    }
+
+    async fn summary(&self, filter: &UsageFilter) -> Result<Vec<UsageSummaryRow>, LedgerError> {
+        self.store.usage_summary(filter).await.map_err(ledger_error)
     }
 }
 

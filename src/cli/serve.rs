@@ -63,10 +63,13 @@ pub async fn build_app(cfg: Config) -> anyhow::Result<Arc<App>> {
             cfg.prompts_dir.display()
         );
     }
-    // The L2 response cache lives in the shared store, so replicas share paid answers.
+    // The L2 response cache lives in the shared store, so replicas share paid answers; so
+    // does usage (the store's `usage` table, instead of `budgets.ledger_path`), so budget caps
+    // and `grader usage` hold across replicas and restarts.
     let judge = Judge::from_config(&cfg)
         .context("setting up the judge")?
-        .with_cache(Arc::new(crate::cache::StoreCache::new(store.clone())));
+        .with_cache(Arc::new(crate::cache::StoreCache::new(store.clone())))
+        .with_usage_ledger(Arc::new(crate::budget::StoreLedger::new(store.clone())));
     Ok(Arc::new(App::new(
         cfg,
         store,

@@ -62,16 +62,28 @@ pub async fn readyz(State(ctx): State<Arc<Ctx>>) -> Result<Json<Status>, ApiErro
 }
 
 /// Prometheus metrics (text exposition format 0.0.4): the service's own (requests, queue,
-/// gradings, callbacks) followed by the judge's (cache, provider calls, tokens, cost).
+/// gradings, callbacks), the store's queue depth counted now (`grader_queue_depth`, left
+/// without a sample if the store does not answer within the ping timeout), then the judge's
+/// (cache, provider calls, tokens, cost).
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 pub async fn metrics(State(ctx): State<Arc<Ctx>>) -> Response {
+    let depth = match tokio::time::timeout(PING_TIMEOUT, ctx.app.store.queue_depth()).await {
+        Ok(Ok(n)) => Some(n),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "queue depth for /metrics");
+            None
+        }
+        Err(_) => None,
+    };
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        ctx.app.metrics.render() + &crate::metrics::render(),
+        ctx.app.metrics.render()
+            + &crate::service::metrics::render_queue_depth(depth)
+            + &crate::metrics::render(),
     )
         .into_response()
 }

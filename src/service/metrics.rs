@@ -214,6 +214,22 @@ impl Metrics {
     }
 }
 
+/// The `grader_queue_depth` gauge: jobs queued or leased in the store, shared by every
+/// replica, counted at scrape time (`Store::queue_depth`). `None` (the store did not answer)
+/// renders no sample, so a failed count reads as missing rather than as an empty queue.
+pub fn render_queue_depth(depth: Option<u64>) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "# HELP grader_queue_depth Jobs queued or leased in the store (all replicas), at scrape time."
+    );
+    let _ = writeln!(o, "# TYPE grader_queue_depth gauge");
+    if let Some(n) = depth {
+        let _ = writeln!(o, "grader_queue_depth {n}");
+    }
+    o
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,6 +251,14 @@ mod tests {
         assert!(text.contains("grader_http_request_duration_seconds_bucket{le=\"0.05\"} 2"));
         assert!(text.contains("grader_http_request_duration_seconds_count 2"));
         assert_eq!(m.requests("/v1/submissions", 202), 2);
+    }
+
+    #[test]
+    fn queue_depth_is_a_gauge_without_a_sample_when_unknown() {
+        let text = render_queue_depth(Some(7));
+        assert!(text.contains("# TYPE grader_queue_depth gauge"));
+        assert!(text.contains("\ngrader_queue_depth 7\n"));
+        assert!(!render_queue_depth(None).contains("\ngrader_queue_depth "));
     }
 
     #[test]

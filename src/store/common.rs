@@ -7,7 +7,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, SecondsFormat, TimeDelta, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -46,7 +46,7 @@ pub(crate) fn later(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
 /// so SQLite's text timestamps keep sorting correctly.
 const FAR_FUTURE_SECS: i64 = 253_402_300_799;
 
-fn far_future() -> DateTime<Utc> {
+pub(crate) fn far_future() -> DateTime<Utc> {
     DateTime::from_timestamp(FAR_FUTURE_SECS, 0).unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
@@ -409,6 +409,107 @@ pub(crate) fn completion_audit(
         }),
         at,
     }
+}
+
+/// A submission graded synchronously (`Store::store_graded`), prepared before its one
+/// transaction: the submission id is the report's id, so `GET /v1/submissions/{report.id}`
+/// finds it.
+pub(crate) struct PendingGraded {
+    pub item: PendingEnqueue,
+    pub report_json: String,
+}
+
+impl PendingGraded {
+    pub(crate) fn new(new: NewSubmission, report: &GradeReport) -> Result<Self, StoreError> {
+        let mut item = PendingEnqueue::new(new)?;
+        item.id = report.id.clone();
+        Ok(PendingGraded {
+            item,
+            report_json: to_json(report)?,
+        })
+    }
+
+    /// The record as stored: `graded`, one attempt, with its report.
+    pub(crate) fn record(&self, report: &GradeReport) -> SubmissionRecord {
+        SubmissionRecord {
+            status: SubmissionStatus::Graded,
+            report: Some(report.clone()),
+            attempts: 1,
+            ..self.item.record()
+        }
+    }
+
+    /// The `grading.completed` entry written with it: the same detail as a worker's, with
+    /// actor `sync:<source>` and `"sync": true`.
+    pub(crate) fn audit(&self, report: &GradeReport) -> AuditEntry {
+        let new = &self.item.new;
+        let mut entry = completion_audit(
+            &new.tenant_id,
+            &self.item.id,
+            "",
+            &new.input_sha256,
+            report,
+            &self.report_json,
+            self.item.at,
+        );
+        entry.actor = format!("sync:{}", new.source);
+        if let Some(detail) = entry.detail.as_object_mut() {
+            detail.insert("sync".into(), serde_json::Value::Bool(true));
+        }
+        entry
+    }
+}
+
+/// A stored count back as `u64` (a negative one is corrupt).
+pub(crate) fn to_u64(v: i64, what: &str) -> Result<u64, StoreError> {
+    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("{what} out of range: {v}")))
+}
+
+/// A count as the databases' signed 64-bit integer, saturating (no real count gets there).
+pub(crate) fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn day_start(day: NaiveDate) -> DateTime<Utc> {
+    day.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc()
+}
+
+/// The half-open UTC windows `Store::usage_spent` sums over: `day` and its month.
+pub(crate) struct UsageWindow {
+    pub day_start: DateTime<Utc>,
+    pub day_end: DateTime<Utc>,
+    pub month_start: DateTime<Utc>,
+    pub month_end: DateTime<Utc>,
+}
+
+pub(crate) fn usage_window(day: NaiveDate) -> UsageWindow {
+    let first = day.with_day(1).unwrap_or(day);
+    let next_month = first
+        .checked_add_months(chrono::Months::new(1))
+        .unwrap_or(NaiveDate::MAX);
+    UsageWindow {
+        day_start: day_start(day),
+        day_end: day.succ_opt().map(day_start).unwrap_or_else(far_future),
+        month_start: day_start(first),
+        month_end: day_start(next_month).min(far_future()),
+    }
+}
+
+/// `[from, to)` for a usage summary: `since` and `until` are inclusive UTC days; absent,
+/// the year 1 and the far future (so the SQL needs no optional bounds).
+pub(crate) fn usage_bounds(
+    since: Option<NaiveDate>,
+    until: Option<NaiveDate>,
+) -> (DateTime<Utc>, DateTime<Utc>) {
+    let from = since
+        .map(day_start)
+        .unwrap_or_else(|| day_start(NaiveDate::from_ymd_opt(1, 1, 1).unwrap_or_default()));
+    let to = until
+        .and_then(|u| u.succ_opt())
+        .map(day_start)
+        .unwrap_or_else(far_future)
+        .min(far_future());
+    (from, to)
 }
 
 /// The part of a stored report calibration needs; parsing only this keeps the join cheap and

@@ -9,9 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::budget::{Spent, UsageFilter, UsageRecord, UsageSummaryRow};
 use crate::domain::{GradeReport, Stage, Submission};
 
 mod common;
@@ -357,6 +358,21 @@ pub trait Store: Send + Sync {
         worker: &str,
         report: &GradeReport,
     ) -> Result<bool, StoreError>;
+    /// Stores a submission graded synchronously (`POST /v1/grade`): the submission as
+    /// `graded` with its report, no job, and the `grading.completed` audit entry (actor
+    /// `sync:<source>`, the `complete_job` detail plus `"sync": true`), in one transaction.
+    /// The submission's id is `report.id`, so the report's id is also the submission's.
+    /// Idempotent like `enqueue`: when (tenant, source, delivery id) is taken, the earlier
+    /// record is returned and nothing is written. `NotFound` for an unknown tenant,
+    /// `Conflict` when a submission with the report's id exists.
+    async fn store_graded(
+        &self,
+        new: NewSubmission,
+        report: &GradeReport,
+    ) -> Result<SubmissionRecord, StoreError>;
+    /// Jobs not finished (queued or leased), counted on the queue's partial index; cheap
+    /// enough for every metrics scrape.
+    async fn queue_depth(&self) -> Result<u64, StoreError>;
     /// Records a failed attempt: re-queued to run after `retry_in`, or dead when `None`. The
     /// submission's `error` shows the reason either way (`dead` with the final one). Does
     /// nothing when `worker` no longer holds the lease: the job is someone else's now.
@@ -391,6 +407,16 @@ pub trait Store: Send + Sync {
         tenant_id: &str,
         filter: &CalibrationFilter,
     ) -> Result<Vec<CalibrationRow>, StoreError>;
+
+    // --- usage accounting (budget caps and `grader usage`, shared by every replica)
+    /// Appends what gradings spent, all records in one transaction.
+    async fn record_usage(&self, records: &[UsageRecord]) -> Result<(), StoreError>;
+    /// Spend in USD of `tenant` and of all tenants on the UTC `day` and in its month.
+    async fn usage_spent(&self, tenant: &str, day: NaiveDate) -> Result<Spent, StoreError>;
+    /// Totals per (prompt version, model), ordered by prompt then model (byte order), over
+    /// the records `filter` selects (tenant; `since`/`until` inclusive UTC days).
+    async fn usage_summary(&self, filter: &UsageFilter)
+        -> Result<Vec<UsageSummaryRow>, StoreError>;
 
     // --- callbacks, audit, response cache
     /// `NotFound` when the submission does not exist for `attempt.tenant_id`.

@@ -37,16 +37,18 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, Connection, Row};
 
 use super::common::{
-    calibration_rows, completion_audit, from_json, insert_error, later, new_id, now, parse_role,
-    parse_ts, pending, to_json, to_u32, ts, Answer, GroupCommit, Migration, PendingEnqueue,
-    RawCalibration, RawSubmission,
+    calibration_rows, completion_audit, from_json, insert_error, later, micros, new_id, now,
+    parse_role, parse_ts, pending, to_i64, to_json, to_u32, to_u64, ts, usage_bounds, usage_window,
+    Answer, GroupCommit, Migration, PendingEnqueue, PendingGraded, RawCalibration, RawSubmission,
 };
 use super::{
     ApiKeyRecord, AuditEntry, CalibrationFilter, CalibrationRow, CallbackAttempt, HumanGrade,
     LeasedJob, NewSubmission, Role, Store, StoreError, SubmissionRecord, SubmissionStatus, Tenant,
     TenantSettings,
 };
+use crate::budget::{Spent, UsageFilter, UsageRecord, UsageSummaryRow};
 use crate::domain::GradeReport;
+use chrono::NaiveDate;
 
 /// How long a writer waits for another process's write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -54,11 +56,18 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const READERS: u32 = 4;
 
 /// The embedded migrations, applied in order by [`Store::migrate`].
-static MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("../../migrations/sqlite/0001_init.sql"),
-}];
+static MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("../../migrations/sqlite/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "usage",
+        sql: include_str!("../../migrations/sqlite/0002_usage.sql"),
+    },
+];
 
 /// The columns [`submission_from_row`] reads, in a macro so that every query text stays a
 /// `&'static str` (sqlx only takes static SQL without an explicit assertion).
@@ -816,6 +825,148 @@ impl Store for SqliteStore {
         insert_audit(&mut tx, &entry).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    async fn store_graded(
+        &self,
+        new: NewSubmission,
+        report: &GradeReport,
+    ) -> Result<SubmissionRecord, StoreError> {
+        let graded = PendingGraded::new(new, report)?;
+        let item = &graded.item;
+        let new = &item.new;
+        let at_s = ts(&item.at);
+        let mut tx = self.begin_write().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO submissions (id, tenant_id, stage, status, source, delivery_id, prompt, \
+                 submission, report, attempts, input_sha256, created_at, updated_at) \
+             VALUES ($1, $2, $3, 'graded', $4, $5, $6, $7, $8, 1, $9, $10, $10) \
+             ON CONFLICT (tenant_id, source, delivery_id) DO NOTHING",
+        )
+        .bind(&item.id)
+        .bind(&new.tenant_id)
+        .bind(new.submission.stage.as_str())
+        .bind(&new.source)
+        .bind(&new.delivery_id)
+        .bind(&new.prompt)
+        .bind(&item.body)
+        .bind(&graded.report_json)
+        .bind(&new.input_sha256)
+        .bind(&at_s)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| insert_error(e, "submission", &format!("tenant {}", new.tenant_id)))?
+        .rows_affected();
+        if inserted == 0 {
+            let earlier = existing(&mut tx, item).await?;
+            tx.rollback().await?;
+            return earlier.map(|(record, _)| record);
+        }
+        insert_audit(&mut tx, &graded.audit(report)).await?;
+        tx.commit().await?;
+        Ok(graded.record(report))
+    }
+
+    async fn queue_depth(&self) -> Result<u64, StoreError> {
+        let n: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE status IN ('queued', 'leased')")
+                .fetch_one(&self.reader)
+                .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn record_usage(&self, records: &[UsageRecord]) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin_write().await?;
+        for r in records {
+            sqlx::query(
+                "INSERT INTO usage (tenant_id, stage, prompt, prompt_sha256, model, tier, \
+                     samples, cached_samples, prompt_tokens, completion_tokens, cached_tokens, \
+                     cost_usd, at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            )
+            .bind(&r.tenant)
+            .bind(&r.stage)
+            .bind(&r.prompt)
+            .bind(&r.prompt_sha256)
+            .bind(&r.model)
+            .bind(&r.tier)
+            .bind(i64::from(r.samples))
+            .bind(i64::from(r.cached_samples))
+            .bind(to_i64(r.prompt_tokens))
+            .bind(to_i64(r.completion_tokens))
+            .bind(to_i64(r.cached_tokens))
+            .bind(r.cost_usd)
+            .bind(ts(&micros(r.at)))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn usage_spent(&self, tenant: &str, day: NaiveDate) -> Result<Spent, StoreError> {
+        let w = usage_window(day);
+        let row = sqlx::query(
+            "SELECT \
+                 COALESCE(SUM(CASE WHEN tenant_id = $1 AND at >= $2 AND at < $3 \
+                     THEN cost_usd END), 0.0) AS tenant_day, \
+                 COALESCE(SUM(CASE WHEN tenant_id = $1 THEN cost_usd END), 0.0) AS tenant_month, \
+                 COALESCE(SUM(CASE WHEN at >= $2 AND at < $3 THEN cost_usd END), 0.0) \
+                     AS global_day, \
+                 COALESCE(SUM(cost_usd), 0.0) AS global_month \
+             FROM usage WHERE at >= $4 AND at < $5",
+        )
+        .bind(tenant)
+        .bind(ts(&w.day_start))
+        .bind(ts(&w.day_end))
+        .bind(ts(&w.month_start))
+        .bind(ts(&w.month_end))
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(Spent {
+            tenant_day: row.try_get("tenant_day")?,
+            tenant_month: row.try_get("tenant_month")?,
+            global_day: row.try_get("global_day")?,
+            global_month: row.try_get("global_month")?,
+        })
+    }
+
+    async fn usage_summary(
+        &self,
+        filter: &UsageFilter,
+    ) -> Result<Vec<UsageSummaryRow>, StoreError> {
+        let (from, to) = usage_bounds(filter.since, filter.until);
+        let rows = sqlx::query(
+            "SELECT prompt, model, COUNT(*) AS gradings, SUM(samples) AS samples, \
+                 SUM(cached_samples) AS cached_samples, SUM(prompt_tokens) AS prompt_tokens, \
+                 SUM(completion_tokens) AS completion_tokens, \
+                 SUM(cached_tokens) AS cached_tokens, SUM(cost_usd) AS cost_usd \
+             FROM usage WHERE ($1 IS NULL OR tenant_id = $1) AND at >= $2 AND at < $3 \
+             GROUP BY prompt, model ORDER BY prompt, model",
+        )
+        .bind(&filter.tenant)
+        .bind(ts(&from))
+        .bind(ts(&to))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(UsageSummaryRow {
+                    prompt: row.try_get("prompt")?,
+                    model: row.try_get("model")?,
+                    gradings: to_u64(row.try_get("gradings")?, "usage gradings")?,
+                    samples: to_u64(row.try_get("samples")?, "usage samples")?,
+                    cached_samples: to_u64(row.try_get("cached_samples")?, "usage samples")?,
+                    prompt_tokens: to_u64(row.try_get("prompt_tokens")?, "usage tokens")?,
+                    completion_tokens: to_u64(row.try_get("completion_tokens")?, "usage tokens")?,
+                    cached_tokens: to_u64(row.try_get("cached_tokens")?, "usage tokens")?,
+                    cost_usd: row.try_get("cost_usd")?,
+                })
+            })
+            .collect()
     }
 
     async fn fail_job(
