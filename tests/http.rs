@@ -1392,3 +1392,56 @@ async fn slow_synchronous_grading_times_out_with_json_408() {
     let (status, v) = json_of(t.post_json("/v1/grade", &key, &submission_body()).await).await;
     assert_error(status, &v, 408, "request_timeout");
 }
+
+// ---------------------------------------------------------------- dry run and cache bypass
+
+#[tokio::test]
+async fn a_dry_run_calls_no_model_stores_nothing_and_no_cache_bypasses_the_cache() {
+    let standin = StandIn::start().await;
+    standin.set_default(Scripted::dynamic(|req| {
+        Scripted::reply(support::fixtures::judgment_for_request(req, 3).to_string())
+    }));
+    let t = TestApp::spawn_with(Options::new(Backend::Sqlite).model(&standin.base_url)).await;
+    let (tenant, key) = t.tenant_with_key("acme", Role::Ingest).await;
+
+    let mut body = submission_body();
+    body["dry_run"] = json!(true);
+    let (status, v) = json_of(t.post_json("/v1/grade", &key, &body).await).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["dry_run"], true);
+    assert!(v["prompt_tokens"].as_u64().is_some_and(|n| n > 1000), "{v}");
+    assert!(v["max_cost_usd"].is_number(), "{v}");
+    assert_eq!(standin.calls(), 0, "a dry run calls no model");
+    let stored = t
+        .store
+        .list_submissions(&tenant.id, None, 10, 0)
+        .await
+        .expect("list");
+    assert!(stored.is_empty(), "a dry run stores nothing");
+
+    // A real grading, then the same with no_cache: the second calls the model again.
+    let (status, first) = json_of(t.post_json("/v1/grade", &key, &submission_body()).await).await;
+    assert_eq!(status, 200, "{first}");
+    let calls = standin.calls();
+    assert!(calls >= 1);
+    let (_, cached) = json_of(t.post_json("/v1/grade", &key, &submission_body()).await).await;
+    assert_eq!(cached["judge"]["cache"], "hit", "{cached}");
+    assert_eq!(
+        standin.calls(),
+        calls,
+        "the repeat is served from the cache"
+    );
+    let mut body = submission_body();
+    body["no_cache"] = json!(true);
+    let (status, bypassed) = json_of(t.post_json("/v1/grade", &key, &body).await).await;
+    assert_eq!(status, 200, "{bypassed}");
+    assert_eq!(bypassed["judge"]["cache"], "bypass");
+    assert!(standin.calls() > calls);
+
+    // Queued work cannot be a dry run: refused, nothing stored.
+    let mut body = submission_body();
+    body["dry_run"] = json!(true);
+    let (status, v) = json_of(t.post_json("/v1/submissions", &key, &body).await).await;
+    assert_error(status, &v, 422, "invalid_field");
+    assert!(v["error"]["message"].as_str().unwrap().contains("dry_run"));
+}

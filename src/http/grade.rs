@@ -21,6 +21,7 @@ use super::error::ErrorBody;
 use super::extract::JsonBody;
 use super::submissions::{prepare, sha256_hex, SubmissionRequest};
 use super::{ApiError, Ctx};
+use crate::judge::pipeline::{GradeOptions, GradeOutcome};
 use crate::store::{NewSubmission, Role};
 
 /// Grade a transcript now and answer the GradeReport.
@@ -30,7 +31,7 @@ use crate::store::{NewSubmission, Role};
     tag = "grading",
     request_body = SubmissionRequest,
     responses(
-        (status = 200, description = "The GradeReport; its `id` is also the stored submission's id", body = Object),
+        (status = 200, description = "The GradeReport; its `id` is also the stored submission's id. With `dry_run`: the prompt tokens and worst-case cost per tier, nothing stored", body = Object),
         (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 408, description = "Grading took longer than the request timeout", body = ErrorBody),
@@ -47,17 +48,28 @@ pub async fn grade(
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Role::Ingest)?;
     let req: SubmissionRequest = body.parse()?;
+    let opts = GradeOptions {
+        bypass_cache: req.no_cache,
+        dry_run: req.dry_run,
+    };
     let app = &ctx.app;
     let prepared = prepare(app, &caller.tenant.id, req)?;
     let started = Instant::now();
     app.metrics
         .gradings_in_flight
         .fetch_add(1, Ordering::Relaxed);
-    let result = app.judge.grade(&prepared.submission, prepared.prompt).await;
+    let result = app
+        .judge
+        .grade_with(&prepared.submission, prepared.prompt, &opts)
+        .await;
     app.metrics
         .gradings_in_flight
         .fetch_sub(1, Ordering::Relaxed);
-    let mut report = result?;
+    let mut report = match result? {
+        GradeOutcome::Report(report) => *report,
+        // A dry run called no model and produced no grading: nothing to store or audit.
+        GradeOutcome::DryRun(estimate) => return Ok(Json(to_json(&estimate)?)),
+    };
     crate::service::apply_tenant_policy(&mut report, &caller.tenant.settings);
     app.metrics.grading_latency.observe(started.elapsed());
     app.metrics.sync_gradings.fetch_add(1, Ordering::Relaxed);
@@ -72,10 +84,13 @@ pub async fn grade(
         input_sha256: sha256_hex(&body.0),
     };
     app.store.store_graded(new, &report).await?;
-    let report_json = serde_json::to_value(&report).map_err(|e| ApiError::Status {
+    Ok(Json(to_json(&report)?))
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<Value, ApiError> {
+    serde_json::to_value(value).map_err(|e| ApiError::Status {
         status: axum::http::StatusCode::INTERNAL_SERVER_ERROR,
         code: "internal",
-        message: format!("cannot serialize the report: {e}"),
-    })?;
-    Ok(Json(report_json))
+        message: format!("cannot serialize the answer: {e}"),
+    })
 }

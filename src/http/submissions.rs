@@ -64,6 +64,30 @@ pub struct SubmissionRequest {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
+    /// `POST /v1/grade` only: call no model; answer the prompt tokens and the worst-case cost
+    /// per tier instead of a report. Nothing is stored.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// `POST /v1/grade` only: neither read nor write the response cache (every sample is a
+    /// fresh model call; the report says `cache: bypass`).
+    #[serde(default)]
+    pub no_cache: bool,
+}
+
+impl SubmissionRequest {
+    /// The synchronous-only options make no sense for queued work: refuse them rather than
+    /// silently ignoring what the caller asked for.
+    pub fn reject_sync_options(&self, route: &str) -> Result<(), ApiError> {
+        for (set, field) in [(self.dry_run, "dry_run"), (self.no_cache, "no_cache")] {
+            if set {
+                return Err(ApiError::unprocessable(
+                    "invalid_field",
+                    format!("`{field}` applies to POST /v1/grade only, not {route}"),
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Used only to redact the candidate's own name and email; never sent to a model.
@@ -341,6 +365,7 @@ pub async fn create(
     caller.require(Role::Ingest)?;
     let delivery_id = idempotency_key(&headers)?;
     let req: SubmissionRequest = body.parse()?;
+    req.reject_sync_options("POST /v1/submissions")?;
     let app = &ctx.app;
     let prepared = prepare(app, &caller.tenant.id, req)?;
     let new = NewSubmission {
