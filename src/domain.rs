@@ -348,6 +348,11 @@ pub struct DimensionScore {
     /// Per-sample raw scores, so aggregation is auditable.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub samples: Vec<u8>,
+    /// `score` through the tenant's isotonic calibration map for this stage, dimension and
+    /// prompt version (fitted on human grades, `POST /v1/calibration/refit`); `None` when no
+    /// map exists or the dimension is unscored. `score` stays the raw judge score.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibrated: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

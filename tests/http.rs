@@ -49,6 +49,8 @@ http_tests!(
     failing_judge_is_retried_then_dead_lettered_with_the_reason,
     graceful_shutdown_leaves_no_job_leased,
     metrics_queue_depth_reflects_enqueued_jobs,
+    refit_calibration_maps_then_new_reports_show_calibrated_scores,
+    csv_import_of_human_grades_is_validated_and_all_or_nothing,
 );
 
 const GH_SECRET: &str = "gh-webhook-secret-5e1d0c";
@@ -1222,7 +1224,9 @@ async fn probes_metrics_and_openapi() {
         "/v1/submissions/{id}",
         "/v1/submissions/{id}/callbacks",
         "/v1/submissions/{id}/human-grades",
+        "/v1/human-grades/import",
         "/v1/calibration",
+        "/v1/calibration/refit",
         "/v1/prompts",
         "/v1/webhooks/{tenant}/{source}",
         "/healthz",
@@ -1444,4 +1448,286 @@ async fn a_dry_run_calls_no_model_stores_nothing_and_no_cache_bypasses_the_cache
     let (status, v) = json_of(t.post_json("/v1/submissions", &key, &body).await).await;
     assert_error(status, &v, 422, "invalid_field");
     assert!(v["error"]["message"].as_str().unwrap().contains("dry_run"));
+}
+
+/// Asserts every scored dimension of `report` carries `calibrated` equal to the stored map's
+/// output for its raw score, and returns how many did.
+async fn assert_calibrated_by_the_maps(t: &TestApp, tenant_id: &str, report: &Value) -> usize {
+    let prompt = format!(
+        "{}@{}",
+        report["prompt"]["id"].as_str().expect("prompt id"),
+        report["prompt"]["version"]
+            .as_str()
+            .expect("prompt version")
+    );
+    let maps = t
+        .store
+        .calibration_maps(tenant_id, grader::domain::Stage::SystemDesign, &prompt)
+        .await
+        .expect("maps");
+    let mut n = 0;
+    for d in report["scores"].as_array().expect("scores") {
+        let dim = d["dimension"].as_str().expect("dimension");
+        match (
+            d["score"].as_f64(),
+            maps.iter().find(|m| m.dimension == dim),
+        ) {
+            (Some(raw), Some(m)) => {
+                let got = d["calibrated"].as_f64().expect("calibrated");
+                assert!((got - m.map.apply(raw)).abs() < 1e-9, "{dim}: {d}");
+                n += 1;
+            }
+            _ => assert!(d.get("calibrated").is_none(), "{d}"),
+        }
+    }
+    n
+}
+
+async fn refit_calibration_maps_then_new_reports_show_calibrated_scores(backend: Backend) {
+    let t = TestApp::spawn(backend).await;
+    let (tenant, key) = t.tenant_with_key("acme", Role::Grader).await;
+    let (_, ingest) = t.tenant_with_key("ingest-only", Role::Ingest).await;
+
+    // Before any map: the report has raw scores only, and a refit fits nothing.
+    let (status, before) = json_of(t.post_json("/v1/grade", &key, &submission_body()).await).await;
+    assert_eq!(status, 200, "{before}");
+    assert!(before["scores"]
+        .as_array()
+        .expect("scores")
+        .iter()
+        .all(|d| d.get("calibrated").is_none()));
+    let (status, v) = json_of(
+        t.post_json(
+            "/v1/calibration/refit?stage=system_design",
+            &key,
+            &json!({}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["fitted"].as_array().map(Vec::len), Some(0), "{v}");
+    let (status, v) = json_of(
+        t.post_json("/v1/calibration/refit", &ingest, &json!({}))
+            .await,
+    )
+    .await;
+    assert_error(status, &v, 403, "forbidden");
+
+    // Eleven graded submissions (the one above included), each graded by two people.
+    let mut ids = vec![before["id"].as_str().expect("id").to_string()];
+    for _ in 0..10 {
+        let (_, v) = json_of(
+            t.post_json("/v1/submissions", &key, &submission_body())
+                .await,
+        )
+        .await;
+        ids.push(v["id"].as_str().expect("id").to_string());
+    }
+    let dims: Vec<(String, u64)> = before["scores"]
+        .as_array()
+        .expect("scores")
+        .iter()
+        .filter(|d| d["score"].is_number())
+        .map(|d| {
+            (
+                d["dimension"].as_str().expect("dimension").to_string(),
+                d["scale"]["min"].as_u64().expect("min"),
+            )
+        })
+        .collect();
+    assert!(!dims.is_empty());
+    for (i, id) in ids.iter().enumerate() {
+        t.wait_graded(&key, id).await;
+        for (r, rater) in ["kim", "lee"].iter().enumerate() {
+            let scores: serde_json::Map<String, Value> = dims
+                .iter()
+                .map(|(d, min)| (d.clone(), json!(min + ((i + r) as u64 % 3))))
+                .collect();
+            let body = json!({"rater": rater, "scores": scores});
+            let (status, v) = json_of(
+                t.post_json(&format!("/v1/submissions/{id}/human-grades"), &key, &body)
+                    .await,
+            )
+            .await;
+            assert_eq!(status, 201, "{v}");
+        }
+    }
+
+    let (status, v) = json_of(
+        t.post_json(
+            "/v1/calibration/refit?stage=system_design",
+            &key,
+            &json!({}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["min_pairs"], 10);
+    let fitted = v["fitted"].as_array().expect("fitted");
+    assert_eq!(fitted.len(), dims.len(), "{v}");
+    for f in fitted {
+        assert_eq!(f["n_pairs"], 11, "{f}");
+        assert_eq!(f["stage"], "system_design");
+        assert!(f["in_sample_mae"]["raw"].is_number(), "{f}");
+        assert!(f["in_sample_mae"]["calibrated"].is_number(), "{f}");
+        assert!(f["held_out_mae"]["raw"].is_number(), "{f}");
+        assert!(f["held_out_mae"]["calibrated"].is_number(), "{f}");
+        assert!(
+            f["held_out"]["folds"].as_u64().is_some_and(|k| k >= 2),
+            "{f}"
+        );
+    }
+    assert!(v["note"].as_str().is_some_and(|n| n.contains("weak")));
+
+    // New gradings, synchronous and by a worker, show calibrated beside the raw score.
+    let (status, sync) = json_of(t.post_json("/v1/grade", &key, &submission_body()).await).await;
+    assert_eq!(status, 200, "{sync}");
+    assert_eq!(
+        assert_calibrated_by_the_maps(&t, &tenant.id, &sync).await,
+        dims.len()
+    );
+    let (_, queued) = json_of(
+        t.post_json("/v1/submissions", &key, &submission_body())
+            .await,
+    )
+    .await;
+    let graded = t
+        .wait_graded(&key, queued["id"].as_str().expect("id"))
+        .await;
+    assert_eq!(
+        assert_calibrated_by_the_maps(&t, &tenant.id, &graded["report"]).await,
+        dims.len()
+    );
+    // Another tenant's grading is not calibrated with these maps.
+    let (_, other) = t.tenant_with_key("other", Role::Ingest).await;
+    let (_, report) = json_of(t.post_json("/v1/grade", &other, &submission_body()).await).await;
+    assert!(report["scores"]
+        .as_array()
+        .expect("scores")
+        .iter()
+        .all(|d| d.get("calibrated").is_none()));
+}
+
+async fn post_csv(t: &TestApp, key: &str, content_type: &str, body: &str) -> (u16, Value) {
+    json_of(
+        t.client
+            .post(t.url("/v1/human-grades/import"))
+            .bearer_auth(key)
+            .header("content-type", content_type)
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("send request"),
+    )
+    .await
+}
+
+async fn csv_import_of_human_grades_is_validated_and_all_or_nothing(backend: Backend) {
+    let t = TestApp::spawn(backend).await;
+    let (tenant, key) = t.tenant_with_key("acme", Role::Grader).await;
+    let (other, other_key) = t.tenant_with_key("other", Role::Grader).await;
+    let (_, ingest) = t.tenant_with_key("ingest-only", Role::Ingest).await;
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let (status, r) = json_of(t.post_json("/v1/grade", &key, &submission_body()).await).await;
+        assert_eq!(status, 200, "{r}");
+        ids.push(r["id"].as_str().expect("id").to_string());
+    }
+    let (_, r) = json_of(
+        t.post_json("/v1/grade", &other_key, &submission_body())
+            .await,
+    )
+    .await;
+    let foreign = r["id"].as_str().expect("id").to_string();
+    let report = t
+        .store
+        .submission(&tenant.id, &ids[0])
+        .await
+        .expect("read")
+        .expect("submission")
+        .report
+        .expect("report");
+    let d0 = &report.scores[0];
+    let d1 = &report.scores[1];
+    let (lo, hi) = (d0.scale.min, d0.scale.max);
+    let (a, b) = (&ids[0], &ids[1]);
+    let (x, y) = (&d0.dimension, &d1.dimension);
+    let good = format!(
+        "submission_id,rater,dimension,score,override_reason\r\n\
+         {a},kim,{x},{lo},\r\n\
+         {a},kim,{y},{hi},\r\n\
+         {a},lee,{x},{hi},\"too harsh, see \"\"evals\"\"\"\r\n\
+         \r\n\
+         {b},kim,{x},{lo},\r\n"
+    );
+
+    // Wrong role, wrong media type: refused.
+    let (status, v) = post_csv(&t, &ingest, "text/csv", &good).await;
+    assert_error(status, &v, 403, "forbidden");
+    let (status, v) = post_csv(&t, &key, "application/json", &good).await;
+    assert_error(status, &v, 415, "unsupported_media_type");
+
+    // A bad line anywhere: 422 naming it, and nothing stored.
+    let bad_score = format!("{good}{b},lee,{x},{},\n", hi + 1);
+    let (status, v) = post_csv(&t, &key, "text/csv", &bad_score).await;
+    let msg = assert_error(status, &v, 422, "score_out_of_range");
+    assert!(msg.contains("line 7"), "{msg}");
+    let bad_dim = format!("{good}{b},lee,no_such_dimension,{lo},\n");
+    let (status, v) = post_csv(&t, &key, "text/csv", &bad_dim).await;
+    let msg = assert_error(status, &v, 422, "unknown_dimension");
+    assert!(msg.contains("line 7"), "{msg}");
+    let bad_sub = format!("{good}{foreign},lee,{x},{lo},\n");
+    let (status, v) = post_csv(&t, &key, "text/csv", &bad_sub).await;
+    let msg = assert_error(status, &v, 422, "unknown_submission");
+    assert!(msg.contains("line 7"), "{msg}");
+    let (status, v) = post_csv(&t, &key, "text/csv; charset=utf-8", "submission_id,rater\n").await;
+    let msg = assert_error(status, &v, 422, "invalid_csv");
+    assert!(msg.contains("dimension"), "{msg}");
+    for id in [a, b] {
+        assert!(t
+            .store
+            .human_grades(&tenant.id, id)
+            .await
+            .expect("read")
+            .is_empty());
+    }
+    assert!(t
+        .store
+        .human_grades(&other.id, &foreign)
+        .await
+        .expect("read")
+        .is_empty());
+
+    // The good file: one grade per (submission, rater) with all its dimensions.
+    let (status, v) = post_csv(&t, &key, "text/csv; charset=utf-8", &good).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v, json!({"imported": 3}));
+    let on_a = t.store.human_grades(&tenant.id, a).await.expect("read");
+    assert_eq!(on_a.len(), 2);
+    let kim = on_a.iter().find(|g| g.rater == "kim").expect("kim");
+    assert_eq!(
+        kim.scores,
+        BTreeMap::from([(x.clone(), f64::from(lo)), (y.clone(), f64::from(hi))])
+    );
+    assert_eq!(kim.override_reason, None);
+    let lee = on_a.iter().find(|g| g.rater == "lee").expect("lee");
+    assert_eq!(
+        lee.override_reason.as_deref(),
+        Some("too harsh, see \"evals\"")
+    );
+    assert_eq!(
+        t.store
+            .human_grades(&tenant.id, b)
+            .await
+            .expect("read")
+            .len(),
+        1
+    );
+    let audit = t.store.audit_log(&tenant.id, 100).await.expect("audit");
+    assert_eq!(
+        audit.iter().filter(|e| e.detail["import"] == "csv").count(),
+        3
+    );
 }

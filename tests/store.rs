@@ -17,8 +17,8 @@ use grader::domain::{
     Turn, Usage,
 };
 use grader::store::{
-    self, AuditEntry, CalibrationFilter, CallbackAttempt, HumanGrade, NewSubmission, Role, Store,
-    StoreError, SubmissionStatus, TenantSettings,
+    self, AuditEntry, CalibrationFilter, CalibrationMapRecord, CallbackAttempt, HumanGrade,
+    NewSubmission, Role, Store, StoreError, SubmissionStatus, TenantSettings,
 };
 use support::db::TestDb;
 
@@ -62,6 +62,8 @@ store_tests!(
     store_graded_writes_a_graded_submission_and_its_audit_without_a_job,
     queue_depth_counts_queued_and_leased_jobs,
     usage_is_summed_per_prompt_version_and_model_and_spent_per_window,
+    calibration_maps_are_replaced_per_key_and_scoped_by_tenant,
+    add_human_grades_is_all_or_nothing,
 );
 
 // ---------------------------------------------------------------- fixtures
@@ -137,6 +139,7 @@ fn report(
                 rationale: "because".into(),
                 evidence: vec![],
                 samples: vec![],
+                calibrated: None,
             })
             .collect(),
         flags: vec![],
@@ -1209,4 +1212,113 @@ async fn usage_is_summed_per_prompt_version_and_model_and_spent_per_window(db: &
     let ledger = StoreLedger::new(db.store.clone());
     assert_eq!(ledger.spent("a", day).await.unwrap(), spent);
     assert_eq!(ledger.summary(&UsageFilter::default()).await.unwrap(), all);
+}
+
+fn whole_micros(t: chrono::DateTime<Utc>) -> chrono::DateTime<Utc> {
+    chrono::DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap()
+}
+
+async fn calibration_maps_are_replaced_per_key_and_scoped_by_tenant(db: &TestDb) {
+    use grader::calibration::IsotonicMap;
+    let s = &*db.store;
+    let a = s.create_tenant("acme").await.unwrap();
+    let b = s.create_tenant("other").await.unwrap();
+    let map =
+        |tenant: &str, stage: Stage, dim: &str, prompt: &str, y: &[f64]| CalibrationMapRecord {
+            tenant_id: tenant.to_string(),
+            stage,
+            dimension: dim.to_string(),
+            prompt: prompt.to_string(),
+            map: IsotonicMap::fit(&[1.0, 3.0, 5.0][..y.len()], y).unwrap(),
+            n_pairs: 12,
+            fitted_at: whole_micros(Utc::now()),
+        };
+    let retrieval = map(
+        &a.id,
+        Stage::SystemDesign,
+        "retrieval",
+        "sd@v1",
+        &[1.5, 2.0, 4.5],
+    );
+    let chunking = map(&a.id, Stage::SystemDesign, "chunking", "sd@v1", &[1.0, 3.0]);
+    let other_prompt = map(&a.id, Stage::SystemDesign, "retrieval", "sd@v2", &[2.0]);
+    let other_stage = map(&a.id, Stage::HandsOn, "retrieval", "sd@v1", &[2.0]);
+    let other_tenant = map(&b.id, Stage::SystemDesign, "retrieval", "sd@v1", &[3.0]);
+    for m in [
+        &retrieval,
+        &chunking,
+        &other_prompt,
+        &other_stage,
+        &other_tenant,
+    ] {
+        s.put_calibration_map(m).await.unwrap();
+    }
+    assert_eq!(
+        s.calibration_maps(&a.id, Stage::SystemDesign, "sd@v1")
+            .await
+            .unwrap(),
+        vec![chunking.clone(), retrieval.clone()]
+    );
+    // A refit replaces the row of its key.
+    let mut refit = map(
+        &a.id,
+        Stage::SystemDesign,
+        "retrieval",
+        "sd@v1",
+        &[2.0, 2.5, 3.0],
+    );
+    refit.n_pairs = 30;
+    s.put_calibration_map(&refit).await.unwrap();
+    let got = s
+        .calibration_maps(&a.id, Stage::SystemDesign, "sd@v1")
+        .await
+        .unwrap();
+    assert_eq!(got, vec![chunking, refit]);
+    assert_eq!(got[1].map.apply(4.0), 2.75);
+    assert_eq!(
+        s.calibration_maps(&b.id, Stage::SystemDesign, "sd@v1")
+            .await
+            .unwrap(),
+        vec![other_tenant]
+    );
+    assert!(s
+        .calibration_maps(&b.id, Stage::HandsOn, "sd@v1")
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(matches!(
+        s.put_calibration_map(&map("no-such-tenant", Stage::HandsOn, "x", "p@v1", &[1.0]))
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+async fn add_human_grades_is_all_or_nothing(db: &TestDb) {
+    let s = &*db.store;
+    let a = s.create_tenant("acme").await.unwrap();
+    let b = s.create_tenant("other").await.unwrap();
+    let (sub_a, _) = s.enqueue(new_sub(&a.id, "api", Some("a"))).await.unwrap();
+    let (sub_b, _) = s.enqueue(new_sub(&b.id, "api", Some("b"))).await.unwrap();
+    let grade = |sub: &str, rater: &str| HumanGrade {
+        id: uuid::Uuid::new_v4().to_string(),
+        tenant_id: a.id.clone(),
+        submission_id: sub.to_string(),
+        rater: rater.to_string(),
+        scores: BTreeMap::from([("retrieval".to_string(), 3.0)]),
+        flags: vec![],
+        override_reason: None,
+        comment: None,
+        created_at: whole_micros(Utc::now()),
+    };
+    // Another tenant's submission in the batch: nothing of the batch is stored.
+    let bad = [grade(&sub_a.id, "alice"), grade(&sub_b.id, "bob")];
+    assert!(matches!(
+        s.add_human_grades(&bad).await,
+        Err(StoreError::NotFound(m)) if m.contains(&sub_b.id)
+    ));
+    assert!(s.human_grades(&a.id, &sub_a.id).await.unwrap().is_empty());
+    let good = [grade(&sub_a.id, "alice"), grade(&sub_a.id, "bob")];
+    s.add_human_grades(&good).await.unwrap();
+    assert_eq!(s.human_grades(&a.id, &sub_a.id).await.unwrap().len(), 2);
+    s.add_human_grades(&[]).await.unwrap();
 }

@@ -71,6 +71,12 @@ pub async fn grade(
         GradeOutcome::DryRun(estimate) => return Ok(Json(to_json(&estimate)?)),
     };
     crate::service::apply_tenant_policy(&mut report, &caller.tenant.settings);
+    // A calibration lookup that fails leaves the raw scores only; the grading stands.
+    if let Err(e) =
+        crate::service::calibrate_report(app.store.as_ref(), &caller.tenant.id, &mut report).await
+    {
+        tracing::warn!(report = %report.id, "cannot calibrate the report: {e}");
+    }
     app.metrics.grading_latency.observe(started.elapsed());
     app.metrics.sync_gradings.fetch_add(1, Ordering::Relaxed);
     // Stored before answering, as a graded submission whose id is the report's id, with

@@ -3,6 +3,9 @@
 //! be one of the rubric's, every score a whole number on that dimension's scale, every flag
 //! one the rubric defines. An override (a grade that disagrees with the AI and says why) is
 //! logged like every grade, with its reason.
+//!
+//! `POST /v1/human-grades/import`: the same grades from a CSV file (`text/csv`), validated
+//! row by row with the same checks and stored all or nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -16,7 +19,7 @@ use utoipa::ToSchema;
 
 use super::auth::Caller;
 use super::error::ErrorBody;
-use super::extract::{ApiPath, JsonBody};
+use super::extract::{ApiPath, JsonBody, RawBody};
 use super::{ApiError, Ctx};
 use crate::domain::Scale;
 use crate::store::{AuditEntry, HumanGrade, Role, SubmissionRecord};
@@ -235,4 +238,365 @@ pub async fn create(
             created_at: grade.created_at,
         }),
     ))
+}
+
+/// The columns of a human-grades CSV file; the first four are required.
+const CSV_COLUMNS: [&str; 6] = [
+    "submission_id",
+    "rater",
+    "dimension",
+    "score",
+    "flags",
+    "override_reason",
+];
+
+/// Splits CSV text (RFC 4180: comma-separated, fields optionally in double quotes with `""`
+/// for a quote, quoted fields may span lines; LF or CRLF) into records, each with the
+/// 1-based line it starts on. Blank lines are skipped.
+fn parse_csv(text: &str) -> Result<Vec<(usize, Vec<String>)>, ApiError> {
+    let mut records = Vec::new();
+    let mut fields: Vec<String> = Vec::new();
+    let mut field = String::new();
+    let mut line = 1usize;
+    let mut start = 1usize;
+    let mut in_quotes = false;
+    let mut was_quoted = false;
+    let mut chars = text.chars().peekable();
+    let mut end_record =
+        |fields: &mut Vec<String>, field: &mut String, start: usize, was_quoted: bool| {
+            fields.push(std::mem::take(field));
+            let blank = fields.len() == 1 && fields[0].trim().is_empty() && !was_quoted;
+            let done = std::mem::take(fields);
+            if !blank {
+                records.push((start, done));
+            }
+        };
+    while let Some(c) = chars.next() {
+        if in_quotes {
+            match c {
+                '"' if chars.peek() == Some(&'"') => {
+                    chars.next();
+                    field.push('"');
+                }
+                '"' => in_quotes = false,
+                '\n' => {
+                    line += 1;
+                    field.push('\n');
+                }
+                _ => field.push(c),
+            }
+            continue;
+        }
+        match c {
+            '"' if field.trim().is_empty() => {
+                field.clear();
+                in_quotes = true;
+                was_quoted = true;
+            }
+            '"' => {
+                return Err(ApiError::unprocessable(
+                    "invalid_csv",
+                    format!("line {line}: a quote inside an unquoted field"),
+                ))
+            }
+            ',' => fields.push(std::mem::take(&mut field)),
+            '\r' if chars.peek() == Some(&'\n') => {}
+            '\n' => {
+                end_record(&mut fields, &mut field, start, was_quoted);
+                was_quoted = false;
+                line += 1;
+                start = line;
+            }
+            _ => field.push(c),
+        }
+    }
+    if in_quotes {
+        return Err(ApiError::unprocessable(
+            "invalid_csv",
+            format!("line {start}: a quoted field is not closed"),
+        ));
+    }
+    end_record(&mut fields, &mut field, start, was_quoted);
+    Ok(records)
+}
+
+/// One (submission, rater) being assembled from the file's rows.
+struct ImportGrade {
+    submission_id: String,
+    rater: String,
+    scores: BTreeMap<String, f64>,
+    flags: Vec<String>,
+    override_reason: Option<String>,
+    prompt: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ImportResponse {
+    /// Human grades stored: one per (submission, rater) in the file.
+    pub imported: usize,
+}
+
+/// Import human grades from CSV, all or nothing.
+///
+/// `Content-Type: text/csv`; a header row naming the columns `submission_id, rater,
+/// dimension, score` and optionally `flags` (ids separated by `;`) and `override_reason`; one
+/// row per (submission, rater, dimension). The rows of one submission and rater make one
+/// grade. Every row is checked like `POST /v1/submissions/{id}/human-grades` checks a grade
+/// (the submission must be the tenant's; dimension, score and flags against its rubric); the
+/// first bad row answers 422 naming its line, and then nothing is stored.
+#[utoipa::path(
+    post,
+    path = "/v1/human-grades/import",
+    tag = "human grades",
+    request_body(content = String, content_type = "text/csv"),
+    responses(
+        (status = 200, body = ImportResponse),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, description = "The key's role is below grader", body = ErrorBody),
+        (status = 415, description = "Not text/csv", body = ErrorBody),
+        (status = 422, description = "A bad row (its line is named); nothing stored", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn import(
+    State(ctx): State<Arc<Ctx>>,
+    caller: Caller,
+    headers: axum::http::HeaderMap,
+    RawBody(body): RawBody,
+) -> Result<Json<ImportResponse>, ApiError> {
+    caller.require(Role::Grader)?;
+    let mime = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if mime != "text/csv" {
+        return Err(ApiError::Status {
+            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            code: "unsupported_media_type",
+            message: format!("Content-Type must be text/csv, got {mime:?}"),
+        });
+    }
+    let text = std::str::from_utf8(&body).map_err(|e| ApiError::InvalidUtf8(e.valid_up_to()))?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut records = parse_csv(text)?.into_iter();
+    let Some((_, header)) = records.next() else {
+        return Err(ApiError::unprocessable(
+            "invalid_csv",
+            "the file is empty; expected a header row",
+        ));
+    };
+    let header: Vec<String> = header
+        .iter()
+        .map(|h| h.trim().to_ascii_lowercase())
+        .collect();
+    if let Some(bad) = header.iter().find(|h| !CSV_COLUMNS.contains(&h.as_str())) {
+        return Err(ApiError::unprocessable(
+            "invalid_csv",
+            format!(
+                "line 1: unknown column `{bad}`; expected: {}",
+                CSV_COLUMNS.join(", ")
+            ),
+        ));
+    }
+    let col = |name: &str| header.iter().position(|h| h == name);
+    let required = |name: &'static str| {
+        col(name).ok_or_else(|| {
+            ApiError::unprocessable(
+                "invalid_csv",
+                format!("line 1: the header has no `{name}` column"),
+            )
+        })
+    };
+    let (c_sub, c_rater, c_dim, c_score) = (
+        required("submission_id")?,
+        required("rater")?,
+        required("dimension")?,
+        required("score")?,
+    );
+    let (c_flags, c_reason) = (col("flags"), col("override_reason"));
+
+    let store = &ctx.app.store;
+    let mut rubrics: BTreeMap<String, Rubric> = BTreeMap::new();
+    let mut grades: Vec<ImportGrade> = Vec::new();
+    let mut index: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for (line, row) in records {
+        let at = |e: ApiError| match e {
+            ApiError::Unprocessable { code, message } => ApiError::Unprocessable {
+                code,
+                message: format!("line {line}: {message}"),
+            },
+            other => other,
+        };
+        if row.len() != header.len() {
+            return Err(ApiError::unprocessable(
+                "invalid_csv",
+                format!(
+                    "line {line}: {} field(s), the header has {}",
+                    row.len(),
+                    header.len()
+                ),
+            ));
+        }
+        let get = |c: Option<usize>| c.map(|c| row[c].trim().to_string()).unwrap_or_default();
+        let (sub, rater, dim) = (get(Some(c_sub)), get(Some(c_rater)), get(Some(c_dim)));
+        for (name, v) in [
+            ("submission_id", &sub),
+            ("rater", &rater),
+            ("dimension", &dim),
+        ] {
+            if v.is_empty() {
+                return Err(ApiError::unprocessable(
+                    "invalid_csv",
+                    format!("line {line}: `{name}` is empty"),
+                ));
+            }
+        }
+        let score_text = get(Some(c_score));
+        let score: f64 = score_text.parse().map_err(|_| {
+            ApiError::unprocessable(
+                "score_out_of_range",
+                format!("line {line}: score {score_text:?} is not a number"),
+            )
+        })?;
+        let flags: Vec<String> = get(c_flags)
+            .split(';')
+            .map(|f| f.trim().to_string())
+            .filter(|f| !f.is_empty())
+            .collect();
+        let reason = Some(get(c_reason)).filter(|r| !r.is_empty());
+        if !rubrics.contains_key(&sub) {
+            let record = store
+                .submission(&caller.tenant.id, &sub)
+                .await?
+                .ok_or_else(|| {
+                    ApiError::unprocessable(
+                        "unknown_submission",
+                        format!("line {line}: submission {sub} not found"),
+                    )
+                })?;
+            rubrics.insert(sub.clone(), rubric(&ctx, &record).map_err(at)?);
+        }
+        let rubric = &rubrics[&sub];
+        // The same checks as the JSON route, on this row alone, so an error names its line.
+        let row_req = HumanGradeRequest {
+            rater: Some(rater.clone()),
+            scores: BTreeMap::from([(dim.clone(), score)]),
+            flags: flags.clone(),
+            override_reason: reason.clone(),
+            comment: None,
+        };
+        validate(&row_req, rubric).map_err(at)?;
+        let i = *index
+            .entry((sub.clone(), rater.clone()))
+            .or_insert_with(|| {
+                grades.push(ImportGrade {
+                    submission_id: sub.clone(),
+                    rater: rater.clone(),
+                    scores: BTreeMap::new(),
+                    flags: Vec::new(),
+                    override_reason: None,
+                    prompt: rubric.prompt.clone(),
+                });
+                grades.len() - 1
+            });
+        let g = &mut grades[i];
+        if g.scores.insert(dim.clone(), score).is_some() {
+            return Err(ApiError::unprocessable(
+                "duplicate_dimension",
+                format!("line {line}: rater {rater} already scored `{dim}` of submission {sub}"),
+            ));
+        }
+        for f in flags {
+            if !g.flags.contains(&f) {
+                g.flags.push(f);
+            }
+        }
+        if g.override_reason.is_none() {
+            g.override_reason = reason;
+        }
+    }
+    if grades.is_empty() {
+        return Err(ApiError::unprocessable(
+            "invalid_csv",
+            "the file has a header but no rows",
+        ));
+    }
+    let now = Utc::now();
+    let stored: Vec<(HumanGrade, String)> = grades
+        .into_iter()
+        .map(|g| {
+            (
+                HumanGrade {
+                    id: uuid::Uuid::new_v4().to_string(),
+                    tenant_id: caller.tenant.id.clone(),
+                    submission_id: g.submission_id,
+                    rater: g.rater,
+                    scores: g.scores,
+                    flags: g.flags,
+                    override_reason: g.override_reason,
+                    comment: None,
+                    created_at: now,
+                },
+                g.prompt,
+            )
+        })
+        .collect();
+    let only: Vec<HumanGrade> = stored.iter().map(|(g, _)| g.clone()).collect();
+    // One transaction: a submission deleted meanwhile fails the whole import.
+    store.add_human_grades(&only).await?;
+    for (grade, prompt) in &stored {
+        store
+            .audit(&AuditEntry {
+                tenant_id: caller.tenant.id.clone(),
+                actor: caller.actor(),
+                action: if grade.override_reason.is_some() {
+                    "report.overridden".into()
+                } else {
+                    "human_grade.added".into()
+                },
+                subject: Some(grade.submission_id.clone()),
+                detail: serde_json::json!({
+                    "grade_id": grade.id,
+                    "rater": grade.rater,
+                    "prompt": prompt,
+                    "scores": grade.scores,
+                    "flags": grade.flags,
+                    "override_reason": grade.override_reason,
+                    "import": "csv",
+                }),
+                at: now,
+            })
+            .await?;
+    }
+    Ok(Json(ImportResponse {
+        imported: stored.len(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_csv;
+
+    #[test]
+    fn csv_quotes_crlf_blank_lines_and_line_numbers() {
+        let text = "a,b\r\n\r\n\"x, \"\"y\"\"\",2\n\"multi\nline\",3\nlast,4";
+        let rows = parse_csv(text).expect("parses");
+        assert_eq!(
+            rows,
+            vec![
+                (1, vec!["a".to_string(), "b".to_string()]),
+                (3, vec!["x, \"y\"".to_string(), "2".to_string()]),
+                (4, vec!["multi\nline".to_string(), "3".to_string()]),
+                (6, vec!["last".to_string(), "4".to_string()]),
+            ]
+        );
+        assert!(parse_csv("a,\"open\n").is_err());
+        assert!(parse_csv("a,b\"c\n").is_err());
+    }
 }

@@ -7,7 +7,9 @@
 //! | `GET /v1/submissions/{id}` | ingest | 200 status, report when graded, error when dead |
 //! | `GET /v1/submissions/{id}/callbacks` | ingest | 200 the callback delivery log |
 //! | `POST /v1/submissions/{id}/human-grades` | grader | 201 the stored grade |
+//! | `POST /v1/human-grades/import` | grader | 200 `{"imported"}` (CSV, all or nothing) |
 //! | `GET /v1/calibration` | grader | 200 agreement per dimension |
+//! | `POST /v1/calibration/refit` | grader | 200 the calibration maps fitted, with their effect |
 //! | `GET /v1/prompts` | ingest | 200 the prompt registry |
 //! | `POST /v1/webhooks/{tenant}/{source}` | signature | 202 `{"id"}`, 200 for a ping |
 //! | `GET /healthz`, `/readyz`, `/metrics`, `/openapi.json` | none | |
@@ -78,7 +80,9 @@ pub fn router(app: Arc<App>) -> Router {
             "/v1/submissions/{id}/human-grades",
             post(human_grades::create),
         )
+        .route("/v1/human-grades/import", post(human_grades::import))
         .route("/v1/calibration", get(calibration::calibration))
+        .route("/v1/calibration/refit", post(calibration::refit))
         .route("/v1/prompts", get(prompts::list))
         .route("/v1/webhooks/{tenant}/{source}", post(webhooks::receive))
         .route("/healthz", get(health::healthz))
@@ -141,7 +145,9 @@ pub fn route_template(path: &str) -> &'static str {
         ["v1", "submissions", _] => "/v1/submissions/{id}",
         ["v1", "submissions", _, "callbacks"] => "/v1/submissions/{id}/callbacks",
         ["v1", "submissions", _, "human-grades"] => "/v1/submissions/{id}/human-grades",
+        ["v1", "human-grades", "import"] => "/v1/human-grades/import",
         ["v1", "calibration"] => "/v1/calibration",
+        ["v1", "calibration", "refit"] => "/v1/calibration/refit",
         ["v1", "prompts"] => "/v1/prompts",
         ["v1", "webhooks", _, _] => "/v1/webhooks/{tenant}/{source}",
         ["healthz"] => "/healthz",
@@ -169,6 +175,14 @@ mod tests {
         assert_eq!(
             route_template("/v1/webhooks/acme/lever"),
             "/v1/webhooks/{tenant}/{source}"
+        );
+        assert_eq!(
+            route_template("/v1/human-grades/import"),
+            "/v1/human-grades/import"
+        );
+        assert_eq!(
+            route_template("/v1/calibration/refit"),
+            "/v1/calibration/refit"
         );
         assert_eq!(route_template("/nope/x"), "unmatched");
         assert_eq!(route_template("/healthz"), "/healthz");

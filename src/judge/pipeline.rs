@@ -1408,6 +1408,7 @@ impl Judge {
                     rationale: String::new(),
                     evidence: Vec::new(),
                     samples: Vec::new(),
+                    calibrated: None,
                 });
                 continue;
             }
@@ -1444,6 +1445,7 @@ impl Judge {
                 rationale: closest.map(|s| s.rationale.clone()).unwrap_or_default(),
                 evidence,
                 samples: raw,
+                calibrated: None,
             });
         }
 

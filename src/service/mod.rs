@@ -104,3 +104,31 @@ pub fn apply_tenant_policy(
         }
     }
 }
+
+/// Fills `calibrated` on every scored dimension of `report` that has a calibration map for
+/// the report's tenant, stage and prompt version (`id@version`), using the isotonic map
+/// fitted by `POST /v1/calibration/refit`. The raw `score` is left as it is, so the report
+/// shows both. Dimensions without a map (or unscored) keep `calibrated = None`. Used by the
+/// workers and by the synchronous route, after grading and before storing.
+/// Returns how many dimensions were calibrated.
+pub async fn calibrate_report(
+    store: &dyn Store,
+    tenant_id: &str,
+    report: &mut crate::domain::GradeReport,
+) -> Result<usize, crate::store::StoreError> {
+    let prompt = format!("{}@{}", report.prompt.id, report.prompt.version);
+    let maps = store
+        .calibration_maps(tenant_id, report.stage, &prompt)
+        .await?;
+    let mut n = 0;
+    for d in &mut report.scores {
+        d.calibrated = match (d.score, maps.iter().find(|m| m.dimension == d.dimension)) {
+            (Some(raw), Some(m)) => {
+                n += 1;
+                Some(m.map.apply(raw))
+            }
+            _ => None,
+        };
+    }
+    Ok(n)
+}

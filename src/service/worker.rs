@@ -189,6 +189,12 @@ async fn process(app: &Arc<App>, worker: &str, job: LeasedJob, shutdown: &watch:
             if let Some(t) = &tenant {
                 super::apply_tenant_policy(&mut report, &t.settings);
             }
+            // A calibration lookup that fails leaves the raw scores only; the grading stands.
+            if let Err(e) =
+                super::calibrate_report(app.store.as_ref(), &sub.tenant_id, &mut report).await
+            {
+                tracing::warn!(worker, submission = %sub.id, "cannot calibrate the report: {e}");
+            }
             match app.store.complete_job(&job.job_id, worker, &report).await {
                 Ok(true) => {
                     app.metrics

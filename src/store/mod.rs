@@ -245,6 +245,20 @@ pub struct CalibrationRow {
     pub graded_at: DateTime<Utc>,
 }
 
+/// A fitted calibration map of one tenant, stage, dimension and prompt version (`id@version`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CalibrationMapRecord {
+    pub tenant_id: String,
+    pub stage: Stage,
+    pub dimension: String,
+    /// `id@version`
+    pub prompt: String,
+    pub map: crate::calibration::isotonic::IsotonicMap,
+    /// How many (AI, human consensus) pairs it was fitted on.
+    pub n_pairs: u32,
+    pub fitted_at: DateTime<Utc>,
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CalibrationFilter {
     pub stage: Option<Stage>,
@@ -407,6 +421,20 @@ pub trait Store: Send + Sync {
         tenant_id: &str,
         filter: &CalibrationFilter,
     ) -> Result<Vec<CalibrationRow>, StoreError>;
+
+    /// Inserts or replaces the map of (tenant, stage, dimension, prompt); `NotFound` for an
+    /// unknown tenant.
+    async fn put_calibration_map(&self, map: &CalibrationMapRecord) -> Result<(), StoreError>;
+    /// The tenant's maps for one stage and prompt version (`id@version`), by dimension.
+    async fn calibration_maps(
+        &self,
+        tenant_id: &str,
+        stage: Stage,
+        prompt: &str,
+    ) -> Result<Vec<CalibrationMapRecord>, StoreError>;
+    /// Adds several human grades in one transaction: all or none. Each is checked like
+    /// [`Store::add_human_grade`] (`NotFound` naming the first missing submission).
+    async fn add_human_grades(&self, grades: &[HumanGrade]) -> Result<(), StoreError>;
 
     // --- usage accounting (budget caps and `grader usage`, shared by every replica)
     /// Appends what gradings spent, all records in one transaction.

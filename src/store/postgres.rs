@@ -30,16 +30,16 @@ use sqlx::{AssertSqlSafe, Row};
 
 use super::common::{
     calibration_rows, completion_audit, from_json, insert_error, later, micros, new_id, now,
-    parse_role, pending, to_i64, to_json, to_u32, to_u64, usage_bounds, usage_window, Answer,
-    GroupCommit, Migration, PendingEnqueue, PendingGraded, RawCalibration, RawSubmission,
+    parse_role, parse_stage, pending, to_i64, to_json, to_u32, to_u64, usage_bounds, usage_window,
+    Answer, GroupCommit, Migration, PendingEnqueue, PendingGraded, RawCalibration, RawSubmission,
 };
 use super::{
-    redact_url, ApiKeyRecord, AuditEntry, CalibrationFilter, CalibrationRow, CallbackAttempt,
-    HumanGrade, LeasedJob, NewSubmission, Role, Store, StoreError, SubmissionRecord,
-    SubmissionStatus, Tenant, TenantSettings,
+    redact_url, ApiKeyRecord, AuditEntry, CalibrationFilter, CalibrationMapRecord, CalibrationRow,
+    CallbackAttempt, HumanGrade, LeasedJob, NewSubmission, Role, Store, StoreError,
+    SubmissionRecord, SubmissionStatus, Tenant, TenantSettings,
 };
 use crate::budget::{Spent, UsageFilter, UsageRecord, UsageSummaryRow};
-use crate::domain::GradeReport;
+use crate::domain::{GradeReport, Stage};
 use chrono::NaiveDate;
 
 /// Connections per process. Enough for the HTTP handlers and the workers to overlap, small
@@ -60,6 +60,11 @@ static MIGRATIONS: &[Migration] = &[
         version: 2,
         name: "usage",
         sql: include_str!("../../migrations/postgres/0002_usage.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "calibration_maps",
+        sql: include_str!("../../migrations/postgres/0003_calibration_maps.sql"),
     },
 ];
 
@@ -1068,6 +1073,97 @@ impl Store for PostgresStore {
             out.extend(calibration_rows(raw, filter)?);
         }
         Ok(out)
+    }
+
+    async fn put_calibration_map(&self, map: &CalibrationMapRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO calibration_maps (tenant_id, stage, dimension, prompt, map, n_pairs, \
+                 fitted_at) \
+             VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7) \
+             ON CONFLICT (tenant_id, stage, dimension, prompt) DO UPDATE SET \
+                 map = excluded.map, n_pairs = excluded.n_pairs, fitted_at = excluded.fitted_at",
+        )
+        .bind(&map.tenant_id)
+        .bind(map.stage.as_str())
+        .bind(&map.dimension)
+        .bind(&map.prompt)
+        .bind(to_json(&map.map)?)
+        .bind(i32::try_from(map.n_pairs).unwrap_or(i32::MAX))
+        .bind(micros(map.fitted_at))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| insert_error(e, "calibration map", &format!("tenant {}", map.tenant_id)))?;
+        Ok(())
+    }
+
+    async fn calibration_maps(
+        &self,
+        tenant_id: &str,
+        stage: Stage,
+        prompt: &str,
+    ) -> Result<Vec<CalibrationMapRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT tenant_id, stage, dimension, prompt, map::text AS map, n_pairs, fitted_at \
+             FROM calibration_maps WHERE tenant_id = $1 AND stage = $2 AND prompt = $3 \
+             ORDER BY dimension",
+        )
+        .bind(tenant_id)
+        .bind(stage.as_str())
+        .bind(prompt)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let map: String = row.try_get("map")?;
+                let stage: String = row.try_get("stage")?;
+                let n_pairs: i32 = row.try_get("n_pairs")?;
+                Ok(CalibrationMapRecord {
+                    tenant_id: row.try_get("tenant_id")?,
+                    stage: parse_stage(&stage)?,
+                    dimension: row.try_get("dimension")?,
+                    prompt: row.try_get("prompt")?,
+                    map: from_json(&map, "calibration map")?,
+                    n_pairs: to_u32(i64::from(n_pairs), "calibration map n_pairs")?,
+                    fitted_at: row.try_get::<DateTime<Utc>, _>("fitted_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn add_human_grades(&self, grades: &[HumanGrade]) -> Result<(), StoreError> {
+        if grades.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for grade in grades {
+            let done = sqlx::query(
+                "INSERT INTO human_grades (id, tenant_id, submission_id, rater, scores, flags, \
+                     override_reason, comment, created_at) \
+                 SELECT $1, $2, $3, $4, $5::jsonb, $6::jsonb, $7, $8, $9 \
+                 WHERE EXISTS (SELECT 1 FROM submissions WHERE id = $3 AND tenant_id = $2)",
+            )
+            .bind(&grade.id)
+            .bind(&grade.tenant_id)
+            .bind(&grade.submission_id)
+            .bind(&grade.rater)
+            .bind(to_json(&grade.scores)?)
+            .bind(to_json(&grade.flags)?)
+            .bind(&grade.override_reason)
+            .bind(&grade.comment)
+            .bind(micros(grade.created_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| insert_error(e, &format!("human grade {}", grade.id), "submission"))?;
+            if done.rows_affected() == 0 {
+                // Dropping the transaction rolls back every grade inserted before this one.
+                return Err(StoreError::NotFound(format!(
+                    "submission {}",
+                    grade.submission_id
+                )));
+            }
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn record_callback(&self, attempt: &CallbackAttempt) -> Result<(), StoreError> {

@@ -38,16 +38,17 @@ use sqlx::{AssertSqlSafe, Connection, Row};
 
 use super::common::{
     calibration_rows, completion_audit, from_json, insert_error, later, micros, new_id, now,
-    parse_role, parse_ts, pending, to_i64, to_json, to_u32, to_u64, ts, usage_bounds, usage_window,
-    Answer, GroupCommit, Migration, PendingEnqueue, PendingGraded, RawCalibration, RawSubmission,
+    parse_role, parse_stage, parse_ts, pending, to_i64, to_json, to_u32, to_u64, ts, usage_bounds,
+    usage_window, Answer, GroupCommit, Migration, PendingEnqueue, PendingGraded, RawCalibration,
+    RawSubmission,
 };
 use super::{
-    ApiKeyRecord, AuditEntry, CalibrationFilter, CalibrationRow, CallbackAttempt, HumanGrade,
-    LeasedJob, NewSubmission, Role, Store, StoreError, SubmissionRecord, SubmissionStatus, Tenant,
-    TenantSettings,
+    ApiKeyRecord, AuditEntry, CalibrationFilter, CalibrationMapRecord, CalibrationRow,
+    CallbackAttempt, HumanGrade, LeasedJob, NewSubmission, Role, Store, StoreError,
+    SubmissionRecord, SubmissionStatus, Tenant, TenantSettings,
 };
 use crate::budget::{Spent, UsageFilter, UsageRecord, UsageSummaryRow};
-use crate::domain::GradeReport;
+use crate::domain::{GradeReport, Stage};
 use chrono::NaiveDate;
 
 /// How long a writer waits for another process's write lock before giving up.
@@ -66,6 +67,11 @@ static MIGRATIONS: &[Migration] = &[
         version: 2,
         name: "usage",
         sql: include_str!("../../migrations/sqlite/0002_usage.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "calibration_maps",
+        sql: include_str!("../../migrations/sqlite/0003_calibration_maps.sql"),
     },
 ];
 
@@ -1133,6 +1139,96 @@ impl Store for SqliteStore {
             out.extend(calibration_rows(raw, filter)?);
         }
         Ok(out)
+    }
+
+    async fn put_calibration_map(&self, map: &CalibrationMapRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO calibration_maps (tenant_id, stage, dimension, prompt, map, n_pairs, \
+                 fitted_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (tenant_id, stage, dimension, prompt) DO UPDATE SET \
+                 map = excluded.map, n_pairs = excluded.n_pairs, fitted_at = excluded.fitted_at",
+        )
+        .bind(&map.tenant_id)
+        .bind(map.stage.as_str())
+        .bind(&map.dimension)
+        .bind(&map.prompt)
+        .bind(to_json(&map.map)?)
+        .bind(i64::from(map.n_pairs))
+        .bind(ts(&micros(map.fitted_at)))
+        .execute(&self.writer)
+        .await
+        .map_err(|e| insert_error(e, "calibration map", &format!("tenant {}", map.tenant_id)))?;
+        Ok(())
+    }
+
+    async fn calibration_maps(
+        &self,
+        tenant_id: &str,
+        stage: Stage,
+        prompt: &str,
+    ) -> Result<Vec<CalibrationMapRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT tenant_id, stage, dimension, prompt, map, n_pairs, fitted_at \
+             FROM calibration_maps WHERE tenant_id = $1 AND stage = $2 AND prompt = $3 \
+             ORDER BY dimension",
+        )
+        .bind(tenant_id)
+        .bind(stage.as_str())
+        .bind(prompt)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let map: String = row.try_get("map")?;
+                let stage: String = row.try_get("stage")?;
+                Ok(CalibrationMapRecord {
+                    tenant_id: row.try_get("tenant_id")?,
+                    stage: parse_stage(&stage)?,
+                    dimension: row.try_get("dimension")?,
+                    prompt: row.try_get("prompt")?,
+                    map: from_json(&map, "calibration map")?,
+                    n_pairs: to_u32(row.try_get("n_pairs")?, "calibration map n_pairs")?,
+                    fitted_at: parse_ts(row.try_get("fitted_at")?)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn add_human_grades(&self, grades: &[HumanGrade]) -> Result<(), StoreError> {
+        if grades.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin_write().await?;
+        for grade in grades {
+            let done = sqlx::query(
+                "INSERT INTO human_grades (id, tenant_id, submission_id, rater, scores, flags, \
+                     override_reason, comment, created_at) \
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 \
+                 WHERE EXISTS (SELECT 1 FROM submissions WHERE id = $3 AND tenant_id = $2)",
+            )
+            .bind(&grade.id)
+            .bind(&grade.tenant_id)
+            .bind(&grade.submission_id)
+            .bind(&grade.rater)
+            .bind(to_json(&grade.scores)?)
+            .bind(to_json(&grade.flags)?)
+            .bind(&grade.override_reason)
+            .bind(&grade.comment)
+            .bind(ts(&grade.created_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| insert_error(e, &format!("human grade {}", grade.id), "submission"))?;
+            if done.rows_affected() == 0 {
+                // Dropping the transaction rolls back every grade inserted before this one.
+                return Err(StoreError::NotFound(format!(
+                    "submission {}",
+                    grade.submission_id
+                )));
+            }
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn record_callback(&self, attempt: &CallbackAttempt) -> Result<(), StoreError> {
