@@ -182,8 +182,8 @@ fn scale_of(
 // ---------------------------------------------------------------- CSV
 
 /// Splits RFC 4180 text into records, each with the line it starts on. Unquoted fields are
-/// trimmed; blank records are dropped.
-fn csv_records(text: &str) -> Result<Vec<(usize, Vec<String>)>, CalibrationError> {
+/// trimmed; blank records are dropped. Shared by `grader calibrate` and the HTTP CSV import.
+pub fn csv_records(text: &str) -> Result<Vec<(usize, Vec<String>)>, CalibrationError> {
     let mut records = Vec::new();
     let mut fields: Vec<String> = Vec::new();
     let mut field = String::new();

@@ -250,74 +250,15 @@ const CSV_COLUMNS: [&str; 6] = [
     "override_reason",
 ];
 
-/// Splits CSV text (RFC 4180: comma-separated, fields optionally in double quotes with `""`
-/// for a quote, quoted fields may span lines; LF or CRLF) into records, each with the
-/// 1-based line it starts on. Blank lines are skipped.
+/// Splits CSV text into records with the line each starts on: the same RFC 4180 reader that
+/// `grader calibrate` uses, its errors turned into 422s that name the line.
 fn parse_csv(text: &str) -> Result<Vec<(usize, Vec<String>)>, ApiError> {
-    let mut records = Vec::new();
-    let mut fields: Vec<String> = Vec::new();
-    let mut field = String::new();
-    let mut line = 1usize;
-    let mut start = 1usize;
-    let mut in_quotes = false;
-    let mut was_quoted = false;
-    let mut chars = text.chars().peekable();
-    let mut end_record =
-        |fields: &mut Vec<String>, field: &mut String, start: usize, was_quoted: bool| {
-            fields.push(std::mem::take(field));
-            let blank = fields.len() == 1 && fields[0].trim().is_empty() && !was_quoted;
-            let done = std::mem::take(fields);
-            if !blank {
-                records.push((start, done));
-            }
-        };
-    while let Some(c) = chars.next() {
-        if in_quotes {
-            match c {
-                '"' if chars.peek() == Some(&'"') => {
-                    chars.next();
-                    field.push('"');
-                }
-                '"' => in_quotes = false,
-                '\n' => {
-                    line += 1;
-                    field.push('\n');
-                }
-                _ => field.push(c),
-            }
-            continue;
+    crate::calibration::input::csv_records(text).map_err(|e| match e {
+        crate::calibration::CalibrationError::Csv { line, message } => {
+            ApiError::unprocessable("invalid_csv", format!("line {line}: {message}"))
         }
-        match c {
-            '"' if field.trim().is_empty() => {
-                field.clear();
-                in_quotes = true;
-                was_quoted = true;
-            }
-            '"' => {
-                return Err(ApiError::unprocessable(
-                    "invalid_csv",
-                    format!("line {line}: a quote inside an unquoted field"),
-                ))
-            }
-            ',' => fields.push(std::mem::take(&mut field)),
-            '\r' if chars.peek() == Some(&'\n') => {}
-            '\n' => {
-                end_record(&mut fields, &mut field, start, was_quoted);
-                was_quoted = false;
-                line += 1;
-                start = line;
-            }
-            _ => field.push(c),
-        }
-    }
-    if in_quotes {
-        return Err(ApiError::unprocessable(
-            "invalid_csv",
-            format!("line {start}: a quoted field is not closed"),
-        ));
-    }
-    end_record(&mut fields, &mut field, start, was_quoted);
-    Ok(records)
+        other => ApiError::unprocessable("invalid_csv", other.to_string()),
+    })
 }
 
 /// One (submission, rater) being assembled from the file's rows.
