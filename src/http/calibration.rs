@@ -170,11 +170,7 @@ pub async fn calibration(
     ApiQuery(q): ApiQuery<CalibrationQuery>,
 ) -> Result<Json<CalibrationResponse>, ApiError> {
     caller.require(Role::Grader)?;
-    let nonempty = |s: Option<String>| s.map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
-    let stage = nonempty(q.stage)
-        .map(|s| s.parse::<Stage>())
-        .transpose()
-        .map_err(|e| ApiError::UnknownStage(e.to_string()))?;
+    let stage = stage_param(q.stage)?;
     let filter = CalibrationFilter {
         stage,
         prompt: nonempty(q.prompt),
@@ -412,11 +408,7 @@ pub async fn refit(
     ApiQuery(q): ApiQuery<RefitQuery>,
 ) -> Result<Json<RefitResponse>, ApiError> {
     caller.require(Role::Grader)?;
-    let nonempty = |s: Option<String>| s.map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
-    let stage = nonempty(q.stage)
-        .map(|s| s.parse::<Stage>())
-        .transpose()
-        .map_err(|e| ApiError::UnknownStage(e.to_string()))?;
+    let stage = stage_param(q.stage)?;
     let filter = CalibrationFilter {
         stage,
         prompt: nonempty(q.prompt),
@@ -475,6 +467,19 @@ pub async fn refit(
              whose held-out calibrated MAE is not below the raw MAE does not help yet."
         ),
     }))
+}
+
+/// A query parameter with surrounding blanks removed; an empty one counts as absent.
+fn nonempty(s: Option<String>) -> Option<String> {
+    s.map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+}
+
+/// The optional `stage` filter, 422 when it names no stage.
+fn stage_param(s: Option<String>) -> Result<Option<Stage>, ApiError> {
+    nonempty(s)
+        .map(|s| s.parse::<Stage>())
+        .transpose()
+        .map_err(|e| ApiError::UnknownStage(e.to_string()))
 }
 
 #[cfg(test)]
