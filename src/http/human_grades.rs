@@ -205,25 +205,13 @@ pub async fn create(
     };
     store.add_human_grade(&grade).await?;
     store
-        .audit(&AuditEntry {
-            tenant_id: caller.tenant.id.clone(),
-            actor: caller.actor(),
-            action: if grade.override_reason.is_some() {
-                "report.overridden".into()
-            } else {
-                "human_grade.added".into()
-            },
-            subject: Some(record.id.clone()),
-            detail: serde_json::json!({
-                "grade_id": grade.id,
-                "rater": grade.rater,
-                "prompt": rubric.prompt,
-                "scores": grade.scores,
-                "flags": grade.flags,
-                "override_reason": grade.override_reason,
-            }),
-            at: Utc::now(),
-        })
+        .audit(&grade_audit(
+            &caller,
+            &grade,
+            &rubric.prompt,
+            None,
+            Utc::now(),
+        ))
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -493,31 +481,46 @@ pub async fn import(
     store.add_human_grades(&only).await?;
     for (grade, prompt) in &stored {
         store
-            .audit(&AuditEntry {
-                tenant_id: caller.tenant.id.clone(),
-                actor: caller.actor(),
-                action: if grade.override_reason.is_some() {
-                    "report.overridden".into()
-                } else {
-                    "human_grade.added".into()
-                },
-                subject: Some(grade.submission_id.clone()),
-                detail: serde_json::json!({
-                    "grade_id": grade.id,
-                    "rater": grade.rater,
-                    "prompt": prompt,
-                    "scores": grade.scores,
-                    "flags": grade.flags,
-                    "override_reason": grade.override_reason,
-                    "import": "csv",
-                }),
-                at: now,
-            })
+            .audit(&grade_audit(&caller, grade, prompt, Some("csv"), now))
             .await?;
     }
     Ok(Json(ImportResponse {
         imported: stored.len(),
     }))
+}
+
+/// The audit entry for a person's grade (an override when it carries a reason), shared by the
+/// JSON route and the CSV import (`import` names the import's format).
+fn grade_audit(
+    caller: &Caller,
+    grade: &HumanGrade,
+    prompt: &str,
+    import: Option<&str>,
+    at: chrono::DateTime<Utc>,
+) -> AuditEntry {
+    let mut detail = serde_json::json!({
+        "grade_id": grade.id,
+        "rater": grade.rater,
+        "prompt": prompt,
+        "scores": grade.scores,
+        "flags": grade.flags,
+        "override_reason": grade.override_reason,
+    });
+    if let Some(format) = import {
+        detail["import"] = serde_json::Value::from(format);
+    }
+    AuditEntry {
+        tenant_id: caller.tenant.id.clone(),
+        actor: caller.actor(),
+        action: if grade.override_reason.is_some() {
+            "report.overridden".into()
+        } else {
+            "human_grade.added".into()
+        },
+        subject: Some(grade.submission_id.clone()),
+        detail,
+        at,
+    }
 }
 
 #[cfg(test)]
