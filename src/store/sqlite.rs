@@ -1056,33 +1056,8 @@ impl Store for SqliteStore {
     }
 
     async fn add_human_grade(&self, grade: &HumanGrade) -> Result<(), StoreError> {
-        // The EXISTS makes the tenant check part of the insert: another tenant's submission
-        // id inserts nothing and answers NotFound, exactly like a missing one.
-        let done = sqlx::query(
-            "INSERT INTO human_grades (id, tenant_id, submission_id, rater, scores, flags, \
-                 override_reason, comment, created_at) \
-             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 \
-             WHERE EXISTS (SELECT 1 FROM submissions WHERE id = $3 AND tenant_id = $2)",
-        )
-        .bind(&grade.id)
-        .bind(&grade.tenant_id)
-        .bind(&grade.submission_id)
-        .bind(&grade.rater)
-        .bind(to_json(&grade.scores)?)
-        .bind(to_json(&grade.flags)?)
-        .bind(&grade.override_reason)
-        .bind(&grade.comment)
-        .bind(ts(&grade.created_at))
-        .execute(&self.writer)
-        .await
-        .map_err(|e| insert_error(e, &format!("human grade {}", grade.id), "submission"))?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!(
-                "submission {}",
-                grade.submission_id
-            )));
-        }
-        Ok(())
+        // One insert path: the batch method's tenant-checked insert, in its transaction.
+        self.add_human_grades(std::slice::from_ref(grade)).await
     }
 
     async fn human_grades(
