@@ -20,6 +20,10 @@
 //! Standard Webhooks deliveries (signed, one new `webhook-id` each) to
 //! `/v1/webhooks/{tenant}/standard`; `submissions` posts to `/v1/submissions` with a bearer
 //! key.
+//!
+//! Besides req/s it prints the CPU time per request of this process (HTTP clients and server
+//! together) and, for a PostgreSQL server on this machine, of the database's backends (read
+//! from `/proc`): figures that hold up on a machine busy with other work, where req/s does not.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -211,6 +215,8 @@ async fn main() {
 
     let next = Arc::new(AtomicUsize::new(0));
     let errors = Arc::new(AtomicUsize::new(0));
+    let pg_db = (!url.starts_with("sqlite")).then(|| database_name(&url));
+    let cpu_before = (self_cpu_ticks(), pg_db.as_deref().map(backend_cpu_ticks));
     let started = Instant::now();
     let tasks: Vec<_> = (0..a.concurrency)
         .map(|_| {
@@ -256,6 +262,7 @@ async fn main() {
         lat.extend(t.await.expect("client task"));
     }
     let elapsed = started.elapsed();
+    let cpu_after = (self_cpu_ticks(), pg_db.as_deref().map(backend_cpu_ticks));
     lat.sort();
     let ok = lat.len();
     let stored = store
@@ -283,5 +290,77 @@ async fn main() {
         c = a.concurrency,
         e = errors.load(Ordering::Relaxed),
     );
+    // CPU per request is far less sensitive than req/s to what else the machine runs.
+    let per_request = |ticks: u64| ticks as f64 * 1e6 / TICKS_PER_SEC / a.requests.max(1) as f64;
+    let harness = cpu_after.0.saturating_sub(cpu_before.0);
+    let backends = match (cpu_before.1, cpu_after.1) {
+        (Some(b), Some(a)) => format!(
+            ", PostgreSQL backends of this database {:.0} µs",
+            per_request(a.saturating_sub(b))
+        ),
+        _ => String::new(),
+    };
+    println!(
+        "cpu per request: this process (clients + server) {:.0} µs{backends}",
+        per_request(harness)
+    );
     assert_eq!(stored, ok + warmup, "every 202 is a stored submission");
+}
+
+/// `/proc` reports CPU times in USER_HZ, which Linux fixes at 100 for user space.
+const TICKS_PER_SEC: f64 = 100.0;
+
+/// utime + stime (fields 14 and 15) of a `/proc/<pid>/stat` line; the command name (field
+/// 2) may hold spaces, so fields are counted after its closing parenthesis.
+fn stat_ticks(stat: &str) -> u64 {
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return 0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // `rest` starts at field 3, so fields 14 and 15 are at 11 and 12.
+    field(11) + field(12)
+}
+
+/// CPU used by this process so far (all threads), in ticks; 0 where `/proc` is missing.
+fn self_cpu_ticks() -> u64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .map(|s| stat_ticks(&s))
+        .unwrap_or(0)
+}
+
+/// CPU used so far by the local PostgreSQL backends serving database `db` (their process
+/// title names it), in ticks. Only meaningful when the server runs on this machine.
+fn backend_cpu_ticks(db: &str) -> u64 {
+    let needle = format!(" {db} ");
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    procs
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+        .filter(|e| {
+            std::fs::read(e.path().join("cmdline")).is_ok_and(|c| {
+                let title = String::from_utf8_lossy(&c);
+                title.starts_with("postgres:") && title.contains(&needle)
+            })
+        })
+        .map(|e| {
+            std::fs::read_to_string(e.path().join("stat"))
+                .map(|s| stat_ticks(&s))
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
+/// The database a `postgres://` URL names (the path, without its query).
+fn database_name(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let path = rest.split_once('/').map_or("", |(_, p)| p);
+    path.split('?').next().unwrap_or("").to_string()
 }

@@ -130,6 +130,25 @@ pub struct ServiceConfig {
     /// 202 paths at one database transaction per request; a rotated secret or a new key takes
     /// effect within this many seconds (a new key immediately: only hits are cached).
     pub auth_cache_secs: u64,
+    /// Requests per minute per API key (`http::ratelimit`); 0 = off (the default). The token
+    /// bucket holds one minute's worth, so a key may burst up to this many at once. Counted
+    /// in-process: N replicas allow N times the rate.
+    pub rate_limit_per_minute: u32,
+    /// Per-role overrides of `rate_limit_per_minute` (`ingest`, `grader`, `admin`); 0 turns
+    /// the limit off for that role.
+    pub rate_limit_roles: BTreeMap<String, u32>,
+    /// Deliveries per minute per webhook endpoint (tenant name + source); 0 = off.
+    pub webhook_rate_limit_per_minute: u32,
+    /// Key that signs the review UI's session cookies (HMAC-SHA256). Unset: a random key per
+    /// process, so sessions end on restart and each replica signs its own; set it (for
+    /// example through `GRADER_SESSION_SECRET` from a Secret) when replicas share traffic.
+    /// At least 32 characters.
+    pub session_secret: Option<String>,
+    /// How long a review UI login lasts.
+    pub session_ttl_secs: u64,
+    /// Mark the session cookie `Secure` (sent over HTTPS only). Leave on behind TLS; off only
+    /// for plain-HTTP development on localhost.
+    pub cookie_secure: bool,
 }
 
 impl Default for ServiceConfig {
@@ -150,6 +169,12 @@ impl Default for ServiceConfig {
             callback_retry_max_ms: 300_000,
             callback_timeout_secs: 10,
             auth_cache_secs: 30,
+            rate_limit_per_minute: 0,
+            rate_limit_roles: BTreeMap::new(),
+            webhook_rate_limit_per_minute: 0,
+            session_secret: None,
+            session_ttl_secs: 12 * 3600,
+            cookie_secure: false,
         }
     }
 }
@@ -451,8 +476,14 @@ impl Config {
         if let Some(v) = env("GRADER_MAX_CHARS") {
             self.limits.max_chars = parse("GRADER_MAX_CHARS", v)?;
         }
+        if let Some(v) = env("GRADER_SESSION_SECRET") {
+            self.service.session_secret = Some(v);
+        }
         if let Some(v) = env("GRADER_WORKERS") {
             self.service.workers = parse("GRADER_WORKERS", v)?;
+        }
+        if let Some(v) = env("GRADER_RATE_LIMIT_PER_MINUTE") {
+            self.service.rate_limit_per_minute = parse("GRADER_RATE_LIMIT_PER_MINUTE", v)?;
         }
         if let Some(v) = env("GRADER_SAMPLES") {
             self.judge.samples = parse("GRADER_SAMPLES", v)?;
@@ -507,6 +538,16 @@ impl Config {
         if self.limits.max_chars == 0 {
             return Err(ConfigError::Invalid("limits.max_chars must be > 0".into()));
         }
+        if self
+            .service
+            .session_secret
+            .as_ref()
+            .is_some_and(|k| k.chars().count() < 32)
+        {
+            return Err(ConfigError::Invalid(
+                "service.session_secret must be at least 32 characters".into(),
+            ));
+        }
         for stage in self.stages.keys() {
             stage
                 .parse::<crate::domain::Stage>()
@@ -521,6 +562,13 @@ impl Config {
                         .map(|m| m.name.as_str())
                         .collect::<Vec<_>>()
                         .join(", ")
+                )));
+            }
+        }
+        for role in self.service.rate_limit_roles.keys() {
+            if crate::store::Role::parse(role).is_none() {
+                return Err(ConfigError::Invalid(format!(
+                    "[service.rate_limit_roles]: unknown role {role:?} (use ingest, grader or admin)"
                 )));
             }
         }

@@ -445,10 +445,26 @@ impl Usage {
     }
 }
 
+/// What the guard (`crate::guard`) did before the transcript was sent: redaction counts by
+/// kind (never the values) and the suspected injection attempts with their evidence.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GuardInfo {
     pub pii_redactions: u32,
     pub injection_suspected: bool,
+    /// Redactions by kind: `email`, `phone`, `url`, `name`, `handle`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pii_by_kind: BTreeMap<String, u32>,
+    /// The detector's findings; offsets are characters into `report.transcript.text`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub injection: Vec<InjectionFinding>,
+}
+
+/// One suspected instruction aimed at the grader, found in the candidate's words.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InjectionFinding {
+    /// `override`, `role_tag`, `delimiter`, `encoded`, `obfuscated` or `hidden`.
+    pub family: String,
+    pub evidence: Evidence,
 }
 
 /// The result of one grading. Everything a consumer needs to trust or question it: which

@@ -41,6 +41,7 @@ http_tests!(
     sync_grade_is_stored_and_readable_by_its_report_id,
     async_submission_is_queued_then_graded,
     idempotency_key_answers_the_same_submission_graded_once,
+    sync_grade_idempotency_key_replays_the_stored_report_or_refuses_a_new_body,
     webhooks_valid_invalid_stale_and_replayed_per_source,
     webhook_pings_unknown_sources_and_unconfigured_tenants,
     tenant_isolation_matrix,
@@ -239,6 +240,115 @@ async fn idempotency_key_answers_the_same_submission_graded_once(backend: Backen
     let (status, v) = json_of(resp).await;
     assert_error(status, &v, 400, "invalid_idempotency_key");
     assert_eq!(count_submissions(&t, &tenant.id).await, 1);
+}
+
+async fn sync_grade_idempotency_key_replays_the_stored_report_or_refuses_a_new_body(
+    backend: Backend,
+) {
+    let t = TestApp::spawn(backend).await;
+    let (tenant, key) = t.tenant_with_key("acme", Role::Ingest).await;
+    let gradings = || t.app.metrics.sync_gradings.load(Ordering::Relaxed);
+    let send = |path: &'static str, idem: Option<&'static str>, body: String| {
+        let mut req = t
+            .client
+            .post(t.url(path))
+            .bearer_auth(&key)
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(k) = idem {
+            req = req.header("idempotency-key", k);
+        }
+        req.send()
+    };
+    let body = submission_body().to_string();
+
+    let resp = send("/v1/grade", Some("grade-1"), body.clone())
+        .await
+        .expect("send");
+    assert!(resp.headers().get("idempotent-replayed").is_none());
+    let (status, first) = json_of(resp).await;
+    assert_eq!(status, 200, "{first}");
+    let id = first["id"].as_str().expect("report id").to_string();
+    assert_eq!(gradings(), 1);
+
+    // The same key and body: the stored report, not graded again.
+    let resp = send("/v1/grade", Some("grade-1"), body.clone())
+        .await
+        .expect("send");
+    assert_eq!(
+        resp.headers()
+            .get("idempotent-replayed")
+            .and_then(|v| v.to_str().ok()),
+        Some("true")
+    );
+    let (status, again) = json_of(resp).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again, first);
+    assert_eq!(gradings(), 1);
+    assert_eq!(count_submissions(&t, &tenant.id).await, 1);
+    assert_eq!(completions(&t, &tenant.id, &id).await, 1);
+
+    // The same key with another body: refused, nothing graded or stored.
+    let mut other = submission_body();
+    other["external_id"] = json!("app-2");
+    let (status, v) = json_of(
+        send("/v1/grade", Some("grade-1"), other.to_string())
+            .await
+            .expect("send"),
+    )
+    .await;
+    let msg = assert_error(status, &v, 422, "idempotency_key_reused");
+    assert!(msg.contains("different request body"), "{msg}");
+    assert_eq!(gradings(), 1);
+    assert_eq!(count_submissions(&t, &tenant.id).await, 1);
+
+    // Concurrent duplicates: one grading, one stored submission, one report for both.
+    let (a, b) = tokio::join!(
+        send("/v1/grade", Some("grade-2"), body.clone()),
+        send("/v1/grade", Some("grade-2"), body.clone())
+    );
+    let (sa, ra) = json_of(a.expect("send")).await;
+    let (sb, rb) = json_of(b.expect("send")).await;
+    assert_eq!((sa, sb), (200, 200), "{ra} {rb}");
+    assert_eq!(ra["id"], rb["id"]);
+    assert_ne!(ra["id"], first["id"]);
+    assert_eq!(gradings(), 2);
+    assert_eq!(count_submissions(&t, &tenant.id).await, 2);
+
+    // A key already used by POST /v1/submissions names that request, not a new grading.
+    let (status, v) = json_of(
+        send("/v1/submissions", Some("shared-3"), body.clone())
+            .await
+            .expect("send"),
+    )
+    .await;
+    assert_eq!(status, 202, "{v}");
+    let (status, v) = json_of(
+        send("/v1/grade", Some("shared-3"), body.clone())
+            .await
+            .expect("send"),
+    )
+    .await;
+    assert_error(status, &v, 422, "idempotency_key_reused");
+    assert_eq!(gradings(), 2);
+
+    // Keys are per tenant: another tenant's "grade-1" is a new request.
+    let (other_tenant, other_key) = t.tenant_with_key("other", Role::Ingest).await;
+    let resp = t
+        .client
+        .post(t.url("/v1/grade"))
+        .bearer_auth(&other_key)
+        .header("content-type", "application/json")
+        .header("idempotency-key", "grade-1")
+        .body(body.clone())
+        .send()
+        .await
+        .expect("send");
+    let (status, theirs) = json_of(resp).await;
+    assert_eq!(status, 200, "{theirs}");
+    assert_ne!(theirs["id"], first["id"]);
+    assert_eq!(gradings(), 3);
+    assert_eq!(count_submissions(&t, &other_tenant.id).await, 1);
 }
 
 // ---------------------------------------------------------------- webhooks

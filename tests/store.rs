@@ -57,6 +57,7 @@ store_tests!(
     released_job_is_requeued_without_counting_the_attempt,
     human_grades_and_calibration_rows_with_filters,
     callbacks_are_logged_per_submission,
+    callback_outbox_is_filled_by_complete_job_and_leased_to_one_loop,
     audit_log_appends_and_lists_newest_first,
     response_cache_get_put_and_purge_by_prompt,
     store_graded_writes_a_graded_submission_and_its_audit_without_a_job,
@@ -898,6 +899,120 @@ async fn callbacks_are_logged_per_submission(db: &TestDb) {
     s.record_callback(&a1).await.unwrap();
     assert_eq!(s.callbacks(&t.id, &rec.id).await.unwrap(), vec![a1, a2]);
     assert!(s.callbacks(&t.id, "other").await.unwrap().is_empty());
+}
+
+async fn callback_outbox_is_filled_by_complete_job_and_leased_to_one_loop(db: &TestDb) {
+    use grader::store::{CallbackNext, PendingCallback};
+    let s = &*db.store;
+    let with = s.create_tenant("with-callback").await.unwrap();
+    s.update_tenant_settings(
+        &with.id,
+        &TenantSettings {
+            callback_url: Some("http://127.0.0.1:9/cb".into()),
+            callback_secret: Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let without = s.create_tenant("without-callback").await.unwrap();
+    s.enqueue(new_sub(&with.id, "api", None)).await.unwrap();
+    let graded = grade_next(s, "w", &simple_report()).await;
+    s.enqueue(new_sub(&without.id, "api", None)).await.unwrap();
+    grade_next(s, "w", &simple_report()).await;
+
+    // complete_job queued exactly one delivery: the tenant with a callback URL's, due now.
+    let leased = s.lease_callbacks("cb-1", LONG, 10).await.unwrap();
+    assert_eq!(leased.len(), 1, "{leased:?}");
+    let d = &leased[0];
+    assert_eq!(
+        (d.tenant_id.as_str(), d.submission_id.as_str(), d.attempts),
+        (with.id.as_str(), graded.as_str(), 0)
+    );
+    // Leased: another loop (another replica's store) gets nothing.
+    let other = db.open_another().await;
+    assert!(other
+        .lease_callbacks("cb-2", LONG, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let attempt = |n: u32, status: Option<u16>| CallbackAttempt {
+        tenant_id: with.id.clone(),
+        submission_id: graded.clone(),
+        attempt: n,
+        status,
+        error: status.filter(|s| *s >= 300).map(|s| format!("HTTP {s}")),
+        at: chrono::DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap(),
+    };
+    // A loop that does not hold the lease can settle nothing.
+    let stranger = PendingCallback {
+        worker: "cb-2".into(),
+        ..d.clone()
+    };
+    assert!(!s
+        .finish_callback(&stranger, &attempt(1, Some(500)), CallbackNext::Failed)
+        .await
+        .unwrap());
+    assert!(s.callbacks(&with.id, &graded).await.unwrap().is_empty());
+
+    // Attempt 1 fails, retry due at once: logged, and leased again with one attempt counted.
+    let a1 = attempt(1, Some(500));
+    assert!(s
+        .finish_callback(d, &a1, CallbackNext::Retry(Duration::ZERO))
+        .await
+        .unwrap());
+    let again = other.lease_callbacks("cb-2", LONG, 10).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].attempts, 1);
+    // The old holder lost it: its late settle writes nothing.
+    assert!(!s
+        .finish_callback(d, &attempt(1, Some(204)), CallbackNext::Delivered)
+        .await
+        .unwrap());
+    // Attempt 2 fails, retry far away: not due for anyone now.
+    let a2 = attempt(2, Some(503));
+    assert!(other
+        .finish_callback(&again[0], &a2, CallbackNext::Retry(LONG))
+        .await
+        .unwrap());
+    assert!(s
+        .lease_callbacks("cb-1", LONG, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        s.callbacks(&with.id, &graded).await.unwrap(),
+        vec![a1.clone(), a2.clone()]
+    );
+
+    // An expired lease (a loop that died mid-POST) is taken over; then delivered, done.
+    s.enqueue(new_sub(&with.id, "api", None)).await.unwrap();
+    let second = grade_next(s, "w", &simple_report()).await;
+    let dying = s.lease_callbacks("cb-1", Duration::ZERO, 10).await.unwrap();
+    assert_eq!(dying.len(), 1);
+    assert_eq!(dying[0].submission_id, second);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let taken = other.lease_callbacks("cb-2", LONG, 10).await.unwrap();
+    assert_eq!(taken.len(), 1);
+    let ok = CallbackAttempt {
+        submission_id: second.clone(),
+        ..attempt(1, Some(204))
+    };
+    assert!(other
+        .finish_callback(&taken[0], &ok, CallbackNext::Delivered)
+        .await
+        .unwrap());
+    assert!(!s
+        .finish_callback(&dying[0], &ok, CallbackNext::Delivered)
+        .await
+        .unwrap());
+    assert_eq!(s.callbacks(&with.id, &second).await.unwrap(), vec![ok]);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert!(s
+        .lease_callbacks("cb-1", LONG, 10)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 async fn audit_log_appends_and_lists_newest_first(db: &TestDb) {

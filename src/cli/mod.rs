@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod admin;
+pub mod bias;
 pub mod cache;
 pub mod calibrate;
 pub mod eval;
@@ -60,6 +61,9 @@ pub enum Command {
     },
     /// Tokens and cost per prompt version and model, from the usage ledger.
     Usage(usage::UsageArgs),
+    /// Bias audit (NYC LL144 / four-fifths rule) of AI scores against demographic
+    /// categories from a separate file; plus a length-bias check.
+    BiasAudit(bias::BiasArgs),
 }
 
 /// Parses the process arguments, runs the command, and maps errors to exit code 2 with a
@@ -101,5 +105,6 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Admin { cmd } => admin::run(cli.config.as_deref(), cmd),
         Command::Cache { cmd } => cache::run(cli.config.as_deref(), cmd),
         Command::Usage(args) => usage::run(cli.config.as_deref(), args),
+        Command::BiasAudit(args) => bias::run(args),
     }
 }

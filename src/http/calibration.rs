@@ -21,15 +21,13 @@ use super::auth::Caller;
 use super::error::ErrorBody;
 use super::extract::ApiQuery;
 use super::{ApiError, Ctx};
-use crate::calibration::{self, Rating};
+use crate::calibration;
 use crate::domain::Stage;
 use crate::store::{CalibrationFilter, CalibrationRow, Role};
 
-/// The AI's rater name in the ratings handed to the metrics.
-const AI_RATER: &str = "ai";
-const DEFAULT_BOOTSTRAP: usize = 1_000;
+// Which grades count and each dimension's scale are shared with the dashboard.
+use crate::service::calibration::{self as shared, AI_RATER, DEFAULT_BOOTSTRAP, SEED};
 const MAX_BOOTSTRAP: usize = 10_000;
-const SEED: u64 = 7;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -81,74 +79,6 @@ fn parse_time(name: &str, value: &str, end_of_day: bool) -> Result<DateTime<Utc>
     ))
 }
 
-/// Ratings in long form: one per (submission, dimension, person), the latest grade winning,
-/// plus the AI's score per (submission, dimension).
-fn ratings(rows: &[CalibrationRow]) -> Vec<Rating> {
-    let mut humans: BTreeMap<(String, String, String), f64> = BTreeMap::new();
-    let mut ai: BTreeMap<(String, String), f64> = BTreeMap::new();
-    for r in rows {
-        // A person literally named `ai` must not be mistaken for the judge.
-        let rater = if r.rater == AI_RATER {
-            format!("human:{}", r.rater)
-        } else {
-            r.rater.clone()
-        };
-        humans.insert(
-            (r.submission_id.clone(), r.dimension.clone(), rater),
-            r.human,
-        );
-        if let Some(score) = r.ai {
-            ai.insert((r.submission_id.clone(), r.dimension.clone()), score);
-        }
-    }
-    let mut out: Vec<Rating> = humans
-        .into_iter()
-        .map(|((item_id, dimension, rater), score)| Rating {
-            item_id,
-            dimension,
-            rater,
-            score,
-        })
-        .collect();
-    out.extend(ai.into_iter().map(|((item_id, dimension), score)| Rating {
-        item_id,
-        dimension,
-        rater: AI_RATER.to_string(),
-        score,
-    }));
-    out
-}
-
-/// Per-dimension scales from the prompt versions the rows name; observed range otherwise.
-fn scales(ctx: &Ctx, rows: &[CalibrationRow], ratings: &[Rating]) -> BTreeMap<String, (i64, i64)> {
-    let mut out: BTreeMap<String, (i64, i64)> = BTreeMap::new();
-    let mut widen = |dim: &str, lo: i64, hi: i64| {
-        let e = out.entry(dim.to_string()).or_insert((lo, hi));
-        e.0 = e.0.min(lo);
-        e.1 = e.1.max(hi);
-    };
-    let mut seen = std::collections::BTreeSet::new();
-    for r in rows {
-        if !seen.insert(r.prompt.clone()) {
-            continue;
-        }
-        let Some((id, version)) = r.prompt.split_once('@') else {
-            continue;
-        };
-        if let Some(pv) = ctx.app.registry.get(id, version) {
-            for d in &pv.file.dimensions {
-                widen(&d.id, i64::from(d.scale.min), i64::from(d.scale.max));
-            }
-        }
-    }
-    for r in ratings {
-        if r.score.is_finite() {
-            widen(&r.dimension, r.score.floor() as i64, r.score.ceil() as i64);
-        }
-    }
-    out
-}
-
 /// Agreement of the AI with human graders, per dimension.
 #[utoipa::path(
     get,
@@ -188,24 +118,19 @@ pub async fn calibration(
         .store
         .calibration_rows(&caller.tenant.id, &filter)
         .await?;
-    let ratings = ratings(&rows);
-    let scales = scales(&ctx, &rows, &ratings);
+    let ratings = shared::ratings(&rows);
+    let scales = shared::scales(&ctx.app.registry, &rows, &ratings);
     // The bootstrap is CPU work: keep it off the async workers.
     let dimensions = tokio::task::spawn_blocking(move || {
-        let rated: std::collections::BTreeSet<&str> =
-            ratings.iter().map(|r| r.dimension.as_str()).collect();
-        scales
-            .iter()
-            .filter(|(dim, _)| rated.contains(dim.as_str()))
-            .map(|(dim, &scale)| {
-                let v = match calibration::dimension_report(
-                    &ratings, dim, AI_RATER, scale, bootstrap, SEED,
-                ) {
+        shared::dimension_reports(&ratings, &scales, bootstrap, SEED)
+            .into_iter()
+            .map(|(dim, report)| {
+                let v = match report {
                     Ok(report) => serde_json::to_value(report)
                         .unwrap_or_else(|e| serde_json::json!({"error": e.to_string()})),
                     Err(e) => serde_json::json!({"error": e.to_string()}),
                 };
-                (dim.clone(), v)
+                (dim, v)
             })
             .collect::<BTreeMap<_, _>>()
     })

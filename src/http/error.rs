@@ -274,12 +274,13 @@ pub async fn json_errors(
     if !(status.is_client_error() || status.is_server_error()) {
         return resp;
     }
-    let is_json = resp
+    // HTML error pages of the review UI (`web`) are already what a browser should see.
+    let is_json_or_html = resp
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if is_json {
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/html"));
+    if is_json_or_html {
         return resp;
     }
     let (code, message) = bare_status(status, limit);

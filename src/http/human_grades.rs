@@ -59,14 +59,17 @@ pub struct HumanGradeView {
 
 /// The rubric a grade is checked against: dimension → scale, and the flag ids (None when the
 /// prompt version is no longer loaded and only the report's own scales are known).
-struct Rubric {
-    prompt: String,
-    scales: BTreeMap<String, Scale>,
-    flags: Option<BTreeSet<String>>,
+/// Shared with the review UI (`web`), which validates its form grades the same way.
+pub(crate) struct Rubric {
+    pub(crate) prompt: String,
+    pub(crate) scales: BTreeMap<String, Scale>,
+    pub(crate) flags: Option<BTreeSet<String>>,
 }
 
-fn rubric(ctx: &Ctx, record: &SubmissionRecord) -> Result<Rubric, ApiError> {
-    let app = &ctx.app;
+pub(crate) fn rubric(
+    app: &crate::service::App,
+    record: &SubmissionRecord,
+) -> Result<Rubric, ApiError> {
     if let Some(report) = &record.report {
         if let Some(pv) = app.registry.get(&report.prompt.id, &report.prompt.version) {
             return Ok(Rubric {
@@ -108,7 +111,7 @@ fn rubric(ctx: &Ctx, record: &SubmissionRecord) -> Result<Rubric, ApiError> {
     })
 }
 
-fn validate(req: &HumanGradeRequest, rubric: &Rubric) -> Result<(), ApiError> {
+pub(crate) fn validate(req: &HumanGradeRequest, rubric: &Rubric) -> Result<(), ApiError> {
     if req.scores.is_empty() {
         return Err(ApiError::unprocessable(
             "missing_scores",
@@ -189,7 +192,7 @@ pub async fn create(
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("submission {id}")))?;
     let req: HumanGradeRequest = body.parse()?;
-    let rubric = rubric(&ctx, &record)?;
+    let rubric = rubric(&ctx.app, &record)?;
     validate(&req, &rubric)?;
     let nonempty = |s: Option<String>| s.map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
     let grade = HumanGrade {
@@ -409,7 +412,7 @@ pub async fn import(
                         format!("line {line}: submission {sub} not found"),
                     )
                 })?;
-            rubrics.insert(sub.clone(), rubric(&ctx, &record).map_err(at)?);
+            rubrics.insert(sub.clone(), rubric(&ctx.app, &record).map_err(at)?);
         }
         let rubric = &rubrics[&sub];
         // The same checks as the JSON route, on this row alone, so an error names its line.
@@ -491,7 +494,7 @@ pub async fn import(
 
 /// The audit entry for a person's grade (an override when it carries a reason), shared by the
 /// JSON route and the CSV import (`import` names the import's format).
-fn grade_audit(
+pub(crate) fn grade_audit(
     caller: &Caller,
     grade: &HumanGrade,
     prompt: &str,

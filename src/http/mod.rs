@@ -12,7 +12,13 @@
 //! | `POST /v1/calibration/refit` | grader | 200 the calibration maps fitted, with their effect |
 //! | `GET /v1/prompts` | ingest | 200 the prompt registry |
 //! | `POST /v1/webhooks/{tenant}/{source}` | signature | 202 `{"id"}`, 200 for a ping |
+//! | `GET`/`PUT /v1/tenant/settings` | admin | 200 oversight settings (stop switch), audited |
+//! | `POST /v1/submissions/{id}/decision` | grader | 201 a person's final decision, audited |
+//! | `GET /v1/submissions/{id}/decisions` | grader | 200 the decisions people recorded |
+//! | `GET /v1/submissions/{id}/explanation` | ingest | 200 plain-language explanation (JSON or `?format=text`), 409 before grading |
+//! | `POST /v1/bias-audit` | admin | 200 LL144-style bias audit over stored scores |
 //! | `GET /healthz`, `/readyz`, `/metrics`, `/openapi.json` | none | |
+//! | `/ui/...` | session cookie (grader key) | the review UI, HTML ([`crate::web`], merged in) |
 //!
 //! Layers, outermost first: request metrics, JSON errors (rewrites bare 4xx/5xx from the
 //! layers below into `{"error":{"code","message"}}`), the request timeout (408), the body
@@ -34,6 +40,7 @@ use tower_http::timeout::TimeoutLayer;
 use crate::service::{App, Metrics};
 
 pub mod auth;
+pub mod bias;
 pub mod calibration;
 pub mod error;
 pub mod extract;
@@ -41,7 +48,9 @@ pub mod grade;
 pub mod health;
 pub mod human_grades;
 pub mod openapi;
+pub mod oversight;
 pub mod prompts;
+pub mod ratelimit;
 pub mod submissions;
 pub mod webhooks;
 
@@ -54,6 +63,8 @@ pub struct Ctx {
     pub keys: auth::TtlCache<(crate::store::ApiKeyRecord, crate::store::Tenant)>,
     /// (tenant name, source) → (tenant, secret): hits only, same TTL.
     pub webhooks: auth::TtlCache<(crate::store::Tenant, String)>,
+    /// Per-key and per-webhook token buckets (`service.rate_limit_*`; off by default).
+    pub limits: ratelimit::RateLimits,
 }
 
 /// The whole API over `app`.
@@ -63,11 +74,14 @@ pub fn router(app: Arc<App>) -> Router {
     let timeout = Duration::from_secs(svc.request_timeout_secs.max(1));
     let ttl = Duration::from_secs(svc.auth_cache_secs);
     let metrics = app.metrics.clone();
+    let limits = ratelimit::RateLimits::from_config(svc);
     let ctx = Arc::new(Ctx {
         app,
         keys: auth::TtlCache::new(ttl),
         webhooks: auth::TtlCache::new(ttl),
+        limits,
     });
+    let ui = crate::web::router(ctx.app.clone());
     Router::new()
         .route("/v1/grade", post(grade::grade))
         .route("/v1/submissions", post(submissions::create))
@@ -85,11 +99,34 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/calibration/refit", post(calibration::refit))
         .route("/v1/prompts", get(prompts::list))
         .route("/v1/webhooks/{tenant}/{source}", post(webhooks::receive))
+        .route(
+            "/v1/tenant/settings",
+            get(oversight::get_settings).put(oversight::put_settings),
+        )
+        .route(
+            "/v1/submissions/{id}/decision",
+            post(oversight::record_decision),
+        )
+        .route(
+            "/v1/submissions/{id}/decisions",
+            get(oversight::list_decisions),
+        )
+        .route(
+            "/v1/submissions/{id}/explanation",
+            get(oversight::explanation),
+        )
+        .route("/v1/bias-audit", post(bias::bias_audit_route))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .route("/openapi.json", get(openapi::openapi_json))
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            ctx.clone(),
+            ratelimit::limit,
+        ))
+        .with_state(ctx)
+        .merge(ui)
         .layer(DefaultBodyLimit::max(limit))
         .layer(RequestBodyLimitLayer::new(limit))
         .layer(middleware::from_fn_with_state(
@@ -102,7 +139,6 @@ pub fn router(app: Arc<App>) -> Router {
         ))
         .layer(middleware::from_fn_with_state(limit, error::json_errors))
         .layer(middleware::from_fn_with_state(metrics, track))
-        .with_state(ctx)
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then stops accepting and drains
@@ -150,10 +186,16 @@ pub fn route_template(path: &str) -> &'static str {
         ["v1", "calibration", "refit"] => "/v1/calibration/refit",
         ["v1", "prompts"] => "/v1/prompts",
         ["v1", "webhooks", _, _] => "/v1/webhooks/{tenant}/{source}",
+        ["v1", "tenant", "settings"] => "/v1/tenant/settings",
+        ["v1", "submissions", _, "decision"] => "/v1/submissions/{id}/decision",
+        ["v1", "submissions", _, "decisions"] => "/v1/submissions/{id}/decisions",
+        ["v1", "submissions", _, "explanation"] => "/v1/submissions/{id}/explanation",
+        ["v1", "bias-audit"] => "/v1/bias-audit",
         ["healthz"] => "/healthz",
         ["readyz"] => "/readyz",
         ["metrics"] => "/metrics",
         ["openapi.json"] => "/openapi.json",
+        ["ui", ..] => "/ui",
         _ => "unmatched",
     }
 }

@@ -11,6 +11,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::error::{ErrorBody, ErrorDetail};
+use super::{bias, oversight};
 use super::{calibration, grade, health, human_grades, prompts, submissions, webhooks};
 
 #[derive(OpenApi)]
@@ -30,6 +31,12 @@ use super::{calibration, grade, health, human_grades, prompts, submissions, webh
         calibration::refit,
         prompts::list,
         webhooks::receive,
+        oversight::get_settings,
+        oversight::put_settings,
+        oversight::record_decision,
+        oversight::list_decisions,
+        oversight::explanation,
+        bias::bias_audit_route,
         health::healthz,
         health::readyz,
         health::metrics,
@@ -54,6 +61,13 @@ use super::{calibration, grade, health, human_grades, prompts, submissions, webh
         prompts::PromptInfo,
         webhooks::PingResponse,
         health::Status,
+        oversight::SettingsUpdate,
+        oversight::SettingsView,
+        oversight::DecisionRequest,
+        oversight::DecisionView,
+        oversight::Explanation,
+        bias::BiasAuditRequest,
+        bias::BiasAuditResponse,
     )),
     modifiers(&BearerAuth),
     tags(
@@ -62,6 +76,7 @@ use super::{calibration, grade, health, human_grades, prompts, submissions, webh
         (name = "webhooks", description = "ATS deliveries, authenticated by their signatures"),
         (name = "human grades", description = "Human grades and calibration (grader role)"),
         (name = "prompts", description = "Judge prompt versions"),
+        (name = "oversight", description = "Human oversight: stop switch, decisions by people, explanations, bias audits"),
         (name = "operations", description = "Probes, metrics, this document"),
     )
 )]

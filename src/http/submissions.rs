@@ -147,6 +147,9 @@ pub struct SubmissionView {
     /// The GradeReport, once graded.
     #[schema(value_type = Option<Object>)]
     pub report: Option<crate::domain::GradeReport>,
+    /// Always true: the report's recommendation is advice to a person (EU AI Act Art. 14),
+    /// never a decision; decisions are recorded by people (`POST .../decision`).
+    pub advisory: bool,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: DateTime<Utc>,
     #[schema(value_type = String, format = DateTime)]
@@ -166,6 +169,7 @@ impl From<SubmissionRecord> for SubmissionView {
             attempts: r.attempts,
             error: r.error,
             report: r.report,
+            advisory: true,
             created_at: r.created_at,
             updated_at: r.updated_at,
         }
@@ -317,12 +321,29 @@ pub fn prepare<'a>(
     })
 }
 
+/// The form a submission is stored in: as given when the tenant allows originals
+/// (`keep_original = true`), else redacted with the candidate's name and email dropped
+/// (`guard::redact_for_storage`), so the store never holds PII the tenant did not allow.
+pub fn storable(
+    submission: Submission,
+    settings: &crate::store::TenantSettings,
+) -> Result<Submission, ApiError> {
+    if settings.keep_original == Some(true) {
+        return Ok(submission);
+    }
+    crate::guard::redact_for_storage(&submission).map_err(|e| ApiError::Status {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        code: "internal",
+        message: format!("cannot redact the submission: {e}"),
+    })
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
 /// `Idempotency-Key`: 1-255 visible ASCII characters.
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+pub(super) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(v) = headers.get("idempotency-key") else {
         return Ok(None);
     };
@@ -370,7 +391,7 @@ pub async fn create(
     let prepared = prepare(app, &caller.tenant.id, req)?;
     let new = NewSubmission {
         tenant_id: caller.tenant.id.clone(),
-        submission: prepared.submission,
+        submission: storable(prepared.submission, &caller.tenant.settings)?,
         source: "api".to_string(),
         delivery_id,
         prompt: prepared.pinned,

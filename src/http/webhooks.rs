@@ -29,7 +29,7 @@ use utoipa::ToSchema;
 
 use super::error::ErrorBody;
 use super::extract::{ApiPath, RawBody};
-use super::submissions::{sha256_hex, Accepted};
+use super::submissions::{sha256_hex, storable, Accepted};
 use super::{ApiError, Ctx};
 use crate::ingest::ats::{self, Delivery, Source};
 use crate::ingest::Limits;
@@ -154,7 +154,10 @@ pub async fn receive(
     };
     let new = NewSubmission {
         tenant_id: tenant.id.clone(),
-        submission: incoming.into_submission(tenant.id.clone()),
+        submission: storable(
+            incoming.into_submission(tenant.id.clone()),
+            &tenant.settings,
+        )?,
         source: source.as_str().to_string(),
         delivery_id: Some(delivery_id),
         prompt: pinned,

@@ -13,6 +13,12 @@
 //! fallbacks) guarded by per-model circuit breakers and rate limiters. Budgets are checked
 //! before the first paid call of a tier; an exhausted budget grades with the offline judge
 //! and says so in the report.
+//!
+//! Every path (model, offline, budget-degraded, dry-run estimate) first runs
+//! `guard::protect`: the question and transcript are redacted (the candidate's own name and
+//! email included) and data-block markers neutralised, and only that copy is rendered, cached,
+//! sent and returned as `report.transcript`, so evidence offsets refer to what was sent. The
+//! guard's injection findings then go into the report ([`apply_guard`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -33,9 +39,11 @@ use crate::cache::{
 };
 use crate::config::{BudgetConfig, Config};
 use crate::domain::{
-    CacheStatus, DimensionScore, Evidence, FlagKind, GradeReport, GuardInfo, JudgeInfo, PromptRef,
-    RaisedFlag, Recommendation, ReportStatus, Severity, Stage, Submission, Transcript, Usage,
+    CacheStatus, DimensionScore, Evidence, FlagKind, GradeReport, GuardInfo, InjectionFinding,
+    JudgeInfo, PromptRef, RaisedFlag, Recommendation, ReportStatus, Severity, Stage, Submission,
+    Transcript, Usage,
 };
+use crate::guard::{self, Guarded};
 use crate::llm::breaker::{BreakerSettings, Permit};
 use crate::llm::retry::{complete_with_retry, RetryPolicy};
 use crate::llm::router::{EscalationRules, ModelHandle, Route, Router, Tier};
@@ -61,6 +69,8 @@ pub enum JudgeError {
     Offline(#[from] OfflineError),
     #[error("cannot set up the model provider: {0}")]
     Setup(String),
+    #[error("guard: {0}")]
+    Guard(#[from] crate::guard::GuardError),
 }
 
 /// Time source, injected so reports are reproducible in tests.
@@ -382,7 +392,7 @@ struct Outcome<'s> {
 
 pub const NOTICE: &str =
     "AI-generated assessment. It is advisory: a person reviews it and makes every hiring decision.";
-pub const OFFLINE_NOTICE: &str = "Produced by the offline pattern judge (keyword and phrase indicators from the rubric; no language model). It is advisory and needs a person's review; a person makes every hiring decision.";
+pub const OFFLINE_NOTICE: &str = "AI-generated assessment by the offline pattern judge (an automated system: keyword and phrase indicators from the rubric; no language model). It is advisory and needs a person's review; a person makes every hiring decision.";
 const DRY_RUN_NOTICE: &str = "Dry run: no model was called. Costs are upper bounds: every prompt token uncached and every answer at max_output_tokens; cache hits would cost nothing.";
 
 impl Judge {
@@ -662,6 +672,10 @@ impl Judge {
         Ok(reasons)
     }
 
+    /// Guards the submission first (PII redacted, data-block markers neutralised, injection
+    /// scanned), grades the guarded copy on whichever path applies (model, offline, degraded
+    /// by budget), then states what the guard found in the report. Nothing of the original
+    /// submission's text reaches a provider or the report.
     async fn grade_report(
         &self,
         submission: &Submission,
@@ -669,6 +683,20 @@ impl Judge {
         opts: GradeOptions,
     ) -> Result<GradeReport, JudgeError> {
         Judge::check_stage(submission, prompt)?;
+        let guarded = guard::protect(submission)?;
+        let mut report = self
+            .grade_guarded(&guarded.submission, prompt, opts)
+            .await?;
+        apply_guard(&mut report, &guarded, prompt);
+        Ok(report)
+    }
+
+    async fn grade_guarded(
+        &self,
+        submission: &Submission,
+        prompt: &PromptVersion,
+        opts: GradeOptions,
+    ) -> Result<GradeReport, JudgeError> {
         let router = match &self.backend {
             Backend::Offline => return self.offline_report(submission, prompt, Vec::new()),
             Backend::Routed(r) => r,
@@ -1184,6 +1212,9 @@ impl Judge {
         prompt: &PromptVersion,
     ) -> Result<DryRun, JudgeError> {
         Judge::check_stage(submission, prompt)?;
+        // Estimated on exactly what would be sent: the guarded copy.
+        let guarded = guard::protect(submission)?;
+        let submission = &guarded.submission;
         let ctx = self.context(submission, prompt, GradeOptions::default())?;
         let mut run = DryRun {
             dry_run: true,
@@ -1546,6 +1577,79 @@ impl Judge {
             notice: if offline { OFFLINE_NOTICE } else { NOTICE }.to_string(),
         }
     }
+}
+
+/// The flag the shipped prompts define for attempts to instruct the grader.
+pub const INJECTION_FLAG: &str = "grader_instruction_attempt";
+
+/// Puts what the guard did into the report. When injection is suspected:
+/// `guard.injection_suspected`, the detector's findings, the prompt's
+/// `grader_instruction_attempt` red flag with the detector's evidence (merged with the
+/// model's, if it raised it too), `needs_review` with a reason naming it, and the
+/// recommendation **withheld** as `insufficient_evidence`. The scores stay in the report for
+/// the reviewer (they are auditable), but a score that an injected instruction may have
+/// produced never reaches a hire or no-hire recommendation without a person: a capped
+/// "lean no hire" would still be a computed verdict, and an obeying judge can also be
+/// steered *down* against a rival, so no verdict is the safe answer.
+pub fn apply_guard(report: &mut GradeReport, guarded: &Guarded, prompt: &PromptVersion) {
+    report.guard.pii_redactions = guarded.redaction.total;
+    report.guard.pii_by_kind = guarded.redaction.by_kind.clone();
+    if guarded.findings.is_empty() {
+        return;
+    }
+    let transcript = &report.transcript;
+    let evidence: Vec<Evidence> = guarded
+        .findings
+        .iter()
+        .map(|f| Evidence {
+            quote: f.quote.clone(),
+            start: f.start,
+            end: f.end,
+            start_ms: transcript.turn_at(f.start).and_then(|t| t.start_ms),
+        })
+        .collect();
+    report.guard.injection_suspected = true;
+    report.guard.injection = guarded
+        .findings
+        .iter()
+        .zip(&evidence)
+        .map(|(f, e)| InjectionFinding {
+            family: f.family.as_str().to_string(),
+            evidence: e.clone(),
+        })
+        .collect();
+    if let Some(def) = prompt.file.flags.iter().find(|f| f.id == INJECTION_FLAG) {
+        match report.flags.iter_mut().find(|f| f.id == INJECTION_FLAG) {
+            Some(raised) => {
+                for e in &evidence {
+                    if !raised
+                        .evidence
+                        .iter()
+                        .any(|x| x.start == e.start && x.end == e.end)
+                    {
+                        raised.evidence.push(e.clone());
+                    }
+                }
+            }
+            None => report.flags.push(RaisedFlag {
+                id: def.id.clone(),
+                kind: def.kind,
+                label: def.label.clone(),
+                severity: def.severity,
+                evidence: evidence.clone(),
+            }),
+        }
+    }
+    let mut families: Vec<&str> = guarded.findings.iter().map(|f| f.family.as_str()).collect();
+    families.sort_unstable();
+    families.dedup();
+    report.review_reasons.push(format!(
+        "suspected prompt injection: {} instruction(s) aimed at the grader in the candidate's text ({}); flag `{INJECTION_FLAG}` raised and the recommendation withheld until a person reviews",
+        guarded.findings.len(),
+        families.join(", ")
+    ));
+    report.recommendation = Recommendation::InsufficientEvidence;
+    report.needs_review = true;
 }
 
 fn stop_of(f: Failure) -> Stop {

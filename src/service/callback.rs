@@ -1,13 +1,18 @@
 //! Results out: a finished GradeReport POSTed to the tenant's callback URL, signed with
 //! Standard Webhooks (`webhook-id`, `webhook-timestamp`, `webhook-signature`).
 //!
-//! Delivery is best-effort and never fails the grading: the report is already committed when
-//! a callback starts, and `GET /v1/submissions/{id}` always serves it. Each attempt is
-//! recorded with [`Store::record_callback`](crate::store::Store::record_callback) (the
-//! delivery log); failed attempts are retried with exponential backoff and jitter up to
-//! `service.callback_max_attempts`. Retries live in this process: a process that exits
-//! mid-backoff drops the remaining attempts (the log shows where it stopped), which is
-//! acceptable because the result stays fetchable.
+//! Delivery never fails the grading: the report is committed before any attempt, and
+//! `GET /v1/submissions/{id}` always serves it. Pending deliveries are **durable**:
+//! `Store::complete_job` adds the report's delivery to the store's callback outbox in the
+//! transaction that stores the report, and each process runs one delivery loop ([`run`])
+//! that leases due deliveries (PostgreSQL `FOR UPDATE SKIP LOCKED`, SQLite `BEGIN
+//! IMMEDIATE`), POSTs them, and settles every attempt in one transaction: the attempt goes to
+//! the delivery log (`Store::callbacks`), the delivery is marked delivered, rescheduled with
+//! exponential backoff and jitter, or failed after `service.callback_max_attempts`. The
+//! backoff lives in the row's `next_attempt_at`, not in a sleeping task, so a restart
+//! mid-backoff loses nothing: the next process (or another replica) continues where the
+//! log stopped. Delivery is at least once: a process that dies between a receiver's 2xx and
+//! the settle repeats the attempt after the lease, with the same `webhook-id`.
 //!
 //! The message:
 //!
@@ -20,20 +25,27 @@
 //! success whose answer got lost can drop the retry. The timestamp and signature are fresh
 //! per attempt (a receiver's 5-minute tolerance would refuse an old timestamp).
 
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use rand::Rng;
 use serde_json::json;
+use tokio::sync::watch;
 
-use super::App;
+use super::{worker, App};
 use crate::config::Config;
 use crate::domain::GradeReport;
 use crate::ingest::ats;
-use crate::store::{CallbackAttempt, Tenant};
+use crate::store::{CallbackAttempt, CallbackNext, PendingCallback};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CallbackError {
+    #[error("the tenant no longer has a callback_url")]
+    NoUrl,
+    #[error("the {0} of this delivery no longer exists")]
+    Gone(&'static str),
     #[error("tenant has a callback_url but no callback_secret; set both with `grader admin tenant set --callback-url URL --callback-secret whsec_...`")]
     NoSecret,
     #[error("invalid callback_secret: {0}")]
@@ -92,114 +104,204 @@ pub fn message(
     })
 }
 
-/// Delivers one report to `tenant`'s callback URL, retrying with backoff; returns the number
-/// of attempts on success. Does nothing (Ok(0)) when the tenant has no callback URL.
-pub async fn deliver(
-    app: &App,
-    tenant: &Tenant,
-    submission_id: &str,
-    external_id: Option<&str>,
-    report: &GradeReport,
-) -> Result<u32, CallbackError> {
-    let Some(url) = tenant.settings.callback_url.as_deref() else {
-        return Ok(0);
+/// Most deliveries one loop attempts at once (one lease, attempted concurrently).
+const BATCH: u32 = 16;
+
+/// How long a leased delivery stays with its loop: a few request timeouts, so only a loop
+/// that died mid-POST loses it (another loop retries it after this).
+fn lease(cfg: &Config) -> Duration {
+    Duration::from_secs(cfg.service.callback_timeout_secs.max(1).saturating_mul(3) + 30)
+}
+
+/// The delivery loop of one process: leases due deliveries from the store's callback outbox
+/// (rows `complete_job` added with the report), attempts them, and settles each attempt in
+/// the store: delivered, rescheduled with backoff, or failed after
+/// `service.callback_max_attempts`. Runs until `shutdown` holds `true`; attempts in flight
+/// finish (bounded by the callback timeout) and are settled first, so a graceful stop
+/// leaves nothing leased.
+pub async fn run(app: Arc<App>, name: String, mut shutdown: watch::Receiver<bool>) {
+    let poll = Duration::from_millis(app.config.service.poll_interval_ms.max(1));
+    let lease = lease(&app.config);
+    let mut errors = 0u32;
+    tracing::debug!(loop_name = %name, "callback delivery loop started");
+    while !worker::stopping(&shutdown) {
+        match app.store.lease_callbacks(&name, lease, BATCH).await {
+            Ok(due) if !due.is_empty() => {
+                errors = 0;
+                futures::future::join_all(due.into_iter().map(|d| attempt(&app, d))).await;
+            }
+            Ok(_) => {
+                errors = 0;
+                worker::idle(poll, &mut shutdown).await;
+            }
+            Err(e) => {
+                errors = errors.saturating_add(1);
+                app.metrics
+                    .worker_store_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(loop_name = %name, "cannot lease callback deliveries: {e}");
+                let backoff = poll
+                    .saturating_mul(1u32 << errors.min(10))
+                    .min(Duration::from_secs(10));
+                worker::idle(backoff, &mut shutdown).await;
+            }
+        }
+    }
+    tracing::debug!(loop_name = %name, "callback delivery loop stopped");
+}
+
+/// What one delivery needs, read from the store at attempt time (the tenant's settings may
+/// have changed since the report was stored).
+struct Ready {
+    url: String,
+    secret: String,
+    body: Vec<u8>,
+}
+
+/// `Ok(None)`: the store could not answer now; the delivery is left leased and is retried
+/// when the lease ends. `Err`: the delivery cannot work (configuration), give up.
+async fn prepare(app: &App, d: &PendingCallback) -> Result<Option<Ready>, CallbackError> {
+    let tenant = match app.store.tenant(&d.tenant_id).await {
+        Ok(Some(t)) => t,
+        Ok(None) => return Err(CallbackError::Gone("tenant")),
+        Err(e) => {
+            tracing::warn!(submission = %d.submission_id, "cannot load the tenant: {e}");
+            return Ok(None);
+        }
     };
-    let record = |attempt: u32, status: Option<u16>, error: Option<String>| CallbackAttempt {
-        tenant_id: tenant.id.clone(),
-        submission_id: submission_id.to_string(),
-        attempt,
+    let record = match app.store.submission(&d.tenant_id, &d.submission_id).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return Err(CallbackError::Gone("submission")),
+        Err(e) => {
+            tracing::warn!(submission = %d.submission_id, "cannot load the submission: {e}");
+            return Ok(None);
+        }
+    };
+    let report = record
+        .report
+        .as_ref()
+        .ok_or(CallbackError::Gone("report"))?;
+    let url = tenant
+        .settings
+        .callback_url
+        .clone()
+        .ok_or(CallbackError::NoUrl)?;
+    let secret = tenant
+        .settings
+        .callback_secret
+        .clone()
+        .ok_or(CallbackError::NoSecret)?;
+    ats::validate_standard_secret(&secret).map_err(CallbackError::BadSecret)?;
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(CallbackError::BadUrl(url));
+    }
+    let external_id = record.submission.external_id.as_deref();
+    let body = serde_json::to_vec(&message(&record.id, report, external_id))
+        .map_err(|e| CallbackError::Serialize(e.to_string()))?;
+    Ok(Some(Ready { url, secret, body }))
+}
+
+/// One attempt of one leased delivery, settled in the store.
+async fn attempt(app: &App, d: PendingCallback) {
+    let n = d.attempts + 1;
+    let svc = &app.config.service;
+    let max_attempts = svc.callback_max_attempts.max(1);
+    let record = |status: Option<u16>, error: Option<String>| CallbackAttempt {
+        tenant_id: d.tenant_id.clone(),
+        submission_id: d.submission_id.clone(),
+        attempt: n,
         status,
         error,
         at: Utc::now(),
     };
-    let setup = (|| {
-        let secret = tenant
-            .settings
-            .callback_secret
-            .as_deref()
-            .ok_or(CallbackError::NoSecret)?;
-        ats::validate_standard_secret(secret).map_err(CallbackError::BadSecret)?;
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(CallbackError::BadUrl(url.to_string()));
-        }
-        let body = serde_json::to_vec(&message(submission_id, report, external_id))
-            .map_err(|e| CallbackError::Serialize(e.to_string()))?;
-        Ok((secret, body))
-    })();
-    let (secret, body) = match setup {
-        Ok(v) => v,
+    let ready = match prepare(app, &d).await {
+        Ok(Some(ready)) => ready,
+        Ok(None) => return,
         Err(e) => {
             // Logged once so the tenant sees why nothing arrived; not retried: a retry
             // cannot fix configuration.
-            log_attempt(app, &record(1, None, Some(e.to_string()))).await;
             app.metrics
                 .callbacks_abandoned
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            return Err(e);
+                .fetch_add(1, Ordering::Relaxed);
+            settle(
+                app,
+                &d,
+                record(None, Some(e.to_string())),
+                CallbackNext::Failed,
+            )
+            .await;
+            return;
         }
     };
-    let svc = &app.config.service;
-    let max_attempts = svc.callback_max_attempts.max(1);
-    let msg_id = format!("msg_{submission_id}");
-    let mut last = String::new();
-    for attempt in 1..=max_attempts {
-        let ts = Utc::now().timestamp();
-        let signature = ats::sign_standard(secret, &msg_id, ts, &body);
-        let result = app
-            .http_client
-            .post(url)
-            .header("content-type", "application/json")
-            .header("webhook-id", &msg_id)
-            .header("webhook-timestamp", ts.to_string())
-            .header("webhook-signature", signature)
-            .body(body.clone())
-            .send()
-            .await;
-        let (status, error) = match result {
-            Ok(resp) if resp.status().is_success() => {
-                log_attempt(app, &record(attempt, Some(resp.status().as_u16()), None)).await;
-                app.metrics
-                    .callbacks_delivered
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                return Ok(attempt);
-            }
-            Ok(resp) => {
-                let code = resp.status().as_u16();
-                (Some(code), format!("receiver answered HTTP {code}"))
-            }
-            Err(e) => (None, format!("request failed: {}", error_chain(&e))),
-        };
-        app.metrics
-            .callback_attempts_failed
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        log_attempt(app, &record(attempt, status, Some(error.clone()))).await;
-        last = error;
-        if attempt < max_attempts {
-            tokio::time::sleep(backoff(
-                Duration::from_millis(svc.callback_retry_base_ms),
-                Duration::from_millis(svc.callback_retry_max_ms),
-                attempt,
-            ))
-            .await;
+    let msg_id = format!("msg_{}", d.submission_id);
+    let ts = Utc::now().timestamp();
+    let signature = ats::sign_standard(&ready.secret, &msg_id, ts, &ready.body);
+    let result = app
+        .http_client
+        .post(&ready.url)
+        .header("content-type", "application/json")
+        .header("webhook-id", &msg_id)
+        .header("webhook-timestamp", ts.to_string())
+        .header("webhook-signature", signature)
+        .body(ready.body)
+        .send()
+        .await;
+    let (status, error) = match result {
+        Ok(resp) if resp.status().is_success() => {
+            app.metrics
+                .callbacks_delivered
+                .fetch_add(1, Ordering::Relaxed);
+            let code = resp.status().as_u16();
+            settle(app, &d, record(Some(code), None), CallbackNext::Delivered).await;
+            return;
         }
-    }
+        Ok(resp) => {
+            let code = resp.status().as_u16();
+            (Some(code), format!("receiver answered HTTP {code}"))
+        }
+        Err(e) => (None, format!("request failed: {}", error_chain(&e))),
+    };
     app.metrics
-        .callbacks_abandoned
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    Err(CallbackError::GaveUp {
-        attempts: max_attempts,
-        last,
-    })
+        .callback_attempts_failed
+        .fetch_add(1, Ordering::Relaxed);
+    let next = if n >= max_attempts {
+        app.metrics
+            .callbacks_abandoned
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            submission = %d.submission_id,
+            "callback not delivered: {}",
+            CallbackError::GaveUp {
+                attempts: n,
+                last: error.clone()
+            }
+        );
+        CallbackNext::Failed
+    } else {
+        CallbackNext::Retry(backoff(
+            Duration::from_millis(svc.callback_retry_base_ms),
+            Duration::from_millis(svc.callback_retry_max_ms),
+            n,
+        ))
+    };
+    settle(app, &d, record(status, Some(error)), next).await;
 }
 
-/// A store failure while logging must not stop the delivery itself.
-async fn log_attempt(app: &App, attempt: &CallbackAttempt) {
-    if let Err(e) = app.store.record_callback(attempt).await {
-        tracing::warn!(
-            submission = %attempt.submission_id,
+/// A store failure here leaves the delivery leased: when the lease ends it is attempted
+/// again (at least once; the receiver deduplicates on `webhook-id`).
+async fn settle(app: &App, d: &PendingCallback, attempt: CallbackAttempt, next: CallbackNext) {
+    match app.store.finish_callback(d, &attempt, next).await {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!(
+            submission = %d.submission_id,
+            "callback lease lost before attempt {} was recorded",
+            attempt.attempt
+        ),
+        Err(e) => tracing::warn!(
+            submission = %d.submission_id,
             "cannot record callback attempt {}: {e}",
             attempt.attempt
-        );
+        ),
     }
 }
 

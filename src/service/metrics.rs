@@ -42,6 +42,8 @@ pub struct Metrics {
     pub callbacks_abandoned: AtomicU64,
     /// Store errors seen by the workers' polling loop.
     pub worker_store_errors: AtomicU64,
+    /// Requests refused with 429 by `http::ratelimit`, by limit (`key`, `webhook`).
+    rate_limited: Mutex<BTreeMap<String, u64>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -74,6 +76,18 @@ impl Metrics {
         } else {
             self.submissions_duplicate.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Counts a request refused by a rate limit (`key` or `webhook`).
+    pub fn record_rate_limited(&self, limit: &str) {
+        *lock(&self.rate_limited)
+            .entry(limit.to_string())
+            .or_insert(0) += 1;
+    }
+
+    /// Requests refused by the `limit` rate limit so far.
+    pub fn rate_limited(&self, limit: &str) -> u64 {
+        lock(&self.rate_limited).get(limit).copied().unwrap_or(0)
     }
 
     /// Total requests seen with this route template and status (for tests and readiness).
@@ -193,6 +207,18 @@ impl Metrics {
             "Store errors seen by the worker loop.",
             load(&self.worker_store_errors),
         );
+        let _ = writeln!(
+            o,
+            "# HELP grader_rate_limited_total Requests refused with 429 by a rate limit, by limit (key, webhook)."
+        );
+        let _ = writeln!(o, "# TYPE grader_rate_limited_total counter");
+        for (limit, n) in lock(&self.rate_limited).iter() {
+            let _ = writeln!(
+                o,
+                "grader_rate_limited_total{{limit=\"{}\"}} {n}",
+                label(limit)
+            );
+        }
         let _ = writeln!(
             o,
             "# HELP grader_gradings_in_flight Gradings running in this process now."

@@ -9,6 +9,7 @@ use crate::judge::pipeline::Judge;
 use crate::prompts::Registry;
 use crate::store::Store;
 
+pub mod calibration;
 pub mod callback;
 pub mod metrics;
 pub mod worker;

@@ -19,8 +19,10 @@
 //!   may finish within `service.shutdown_grace_secs`, after which its job is released
 //!   (re-queued without counting an attempt) so another replica picks it up at once instead
 //!   of waiting for the lease to expire.
-//! * **Callbacks** run after the report is committed, on their own task, so a slow receiver
-//!   never holds a worker (see [`super::callback`]).
+//! * **Callbacks** are not the workers' business: `complete_job` queues the report's delivery
+//!   in the store's outbox with the report, and the process's delivery loop (spawned with the
+//!   workers, see [`super::callback::run`]) sends it, so a slow receiver never holds a worker
+//!   and a restart never drops a pending delivery.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -38,7 +40,10 @@ const MAX_ERROR_BACKOFF: Duration = Duration::from_secs(10);
 
 /// The running workers of one process.
 pub struct Workers {
+    /// The grading workers, then the callback delivery loop.
     handles: Vec<JoinHandle<()>>,
+    /// How many of `handles` are grading workers.
+    graders: usize,
 }
 
 impl Workers {
@@ -52,34 +57,40 @@ impl Workers {
         }
     }
 
+    /// Grading workers (the callback delivery loop not counted).
     pub fn len(&self) -> usize {
-        self.handles.len()
+        self.graders
     }
 
     pub fn is_empty(&self) -> bool {
-        self.handles.is_empty()
+        self.graders == 0
     }
 }
 
-/// Spawns `app.config.service.workers` workers named `{instance}/w{i}`. They run until
-/// `shutdown` holds `true` (or its sender is dropped).
+/// Spawns `app.config.service.workers` workers named `{instance}/w{i}` and the process's
+/// callback delivery loop `{instance}/callbacks` (always, even with no workers: another
+/// replica's reports may be waiting for delivery). They run until `shutdown` holds `true`
+/// (or its sender is dropped); [`Workers::join`] waits for all of them.
 pub fn spawn(app: Arc<App>, shutdown: watch::Receiver<bool>) -> Workers {
-    let handles = (0..app.config.service.workers)
+    let mut handles: Vec<JoinHandle<()>> = (0..app.config.service.workers)
         .map(|i| {
             let name = format!("{}/w{i}", app.instance);
             tokio::spawn(run(app.clone(), name, shutdown.clone()))
         })
         .collect();
-    Workers { handles }
+    let graders = handles.len();
+    let name = format!("{}/callbacks", app.instance);
+    handles.push(tokio::spawn(callback::run(app.clone(), name, shutdown)));
+    Workers { handles, graders }
 }
 
 /// True once shutdown was requested; a dropped sender counts as a request.
-fn stopping(rx: &watch::Receiver<bool>) -> bool {
+pub(super) fn stopping(rx: &watch::Receiver<bool>) -> bool {
     *rx.borrow() || rx.has_changed().is_err()
 }
 
 /// Sleeps `d`, waking early when shutdown is requested.
-async fn idle(d: Duration, rx: &mut watch::Receiver<bool>) {
+pub(super) async fn idle(d: Duration, rx: &mut watch::Receiver<bool>) {
     tokio::select! {
         _ = tokio::time::sleep(d) => {}
         _ = rx.changed() => {}
@@ -196,13 +207,11 @@ async fn process(app: &Arc<App>, worker: &str, job: LeasedJob, shutdown: &watch:
                 tracing::warn!(worker, submission = %sub.id, "cannot calibrate the report: {e}");
             }
             match app.store.complete_job(&job.job_id, worker, &report).await {
+                // A callback, if the tenant has one, was queued with the report.
                 Ok(true) => {
                     app.metrics
                         .gradings_completed
                         .fetch_add(1, Ordering::Relaxed);
-                    if let Some(t) = tenant.filter(|t| t.settings.callback_url.is_some()) {
-                        spawn_callback(app, t, &sub.id, sub.submission.external_id.clone(), report);
-                    }
                 }
                 Ok(false) => {
                     app.metrics.leases_lost.fetch_add(1, Ordering::Relaxed);
@@ -256,30 +265,4 @@ async fn dead(app: &App, worker: &str, job: &LeasedJob, reason: &str) {
         }
         Err(e) => tracing::error!(worker, "cannot dead-letter job {}: {e}", job.job_id),
     }
-}
-
-/// Delivers the report to the tenant's callback URL on its own task, so a slow receiver
-/// never holds a worker.
-fn spawn_callback(
-    app: &Arc<App>,
-    tenant: crate::store::Tenant,
-    submission_id: &str,
-    external_id: Option<String>,
-    report: crate::domain::GradeReport,
-) {
-    let app = app.clone();
-    let submission_id = submission_id.to_string();
-    tokio::spawn(async move {
-        if let Err(e) = callback::deliver(
-            &app,
-            &tenant,
-            &submission_id,
-            external_id.as_deref(),
-            &report,
-        )
-        .await
-        {
-            tracing::warn!(submission = %submission_id, "callback not delivered: {e}");
-        }
-    });
 }

@@ -17,7 +17,7 @@ use super::{
     AuditEntry, CalibrationFilter, CalibrationRow, NewSubmission, Role, StoreError,
     SubmissionRecord, SubmissionStatus,
 };
-use crate::domain::{GradeReport, Stage};
+use crate::domain::{GradeReport, Stage, Submission};
 
 /// The current time truncated to microseconds: PostgreSQL's `TIMESTAMPTZ` keeps exactly
 /// that much, so a record returned from a write equals the same record read back, on both
@@ -85,6 +85,90 @@ pub(crate) fn to_json<T: Serialize + ?Sized>(v: &T) -> Result<String, StoreError
 
 pub(crate) fn from_json<T: DeserializeOwned>(s: &str, what: &str) -> Result<T, StoreError> {
     serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+/// Encodes a submission for the `submissions.submission` column. The normalized transcript
+/// holds every turn's text twice, once inside `transcript.text` and once in the turn itself;
+/// a turn whose `text` is exactly the characters `start..end` of `transcript.text` (what
+/// `ingest` always builds) is stored without it, which halves the row (an 11 KB transcript
+/// was ~25 KB of JSON) and the WAL written behind every 202. A turn that does not match its
+/// offsets keeps its text, so the encoding is lossless for any `Submission`.
+/// [`decode_submission`] reads this shape and the older one (every turn with its text).
+pub(crate) fn encode_submission(sub: &Submission) -> Result<String, StoreError> {
+    let mut v = serde_json::to_value(sub)
+        .map_err(|e| StoreError::Corrupt(format!("cannot encode JSON: {e}")))?;
+    let offsets = char_offsets(&sub.transcript.text);
+    if let Some(turns) = v
+        .pointer_mut("/transcript/turns")
+        .and_then(serde_json::Value::as_array_mut)
+    {
+        for (stored, turn) in turns.iter_mut().zip(&sub.transcript.turns) {
+            let derivable = char_slice(&sub.transcript.text, &offsets, turn.start, turn.end)
+                .is_some_and(|slice| slice == turn.text);
+            if let (true, Some(obj)) = (derivable, stored.as_object_mut()) {
+                obj.remove("text");
+            }
+        }
+    }
+    to_json(&v)
+}
+
+/// Decodes [`encode_submission`]'s shape: a turn without `text` gets the characters
+/// `start..end` of `transcript.text` back. Rows written before that encoding (every turn
+/// with its text) decode unchanged.
+pub(crate) fn decode_submission(s: &str, what: &str) -> Result<Submission, StoreError> {
+    let mut v: serde_json::Value = from_json(s, what)?;
+    let text = v
+        .pointer("/transcript/text")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned);
+    if let (Some(text), Some(turns)) = (
+        text,
+        v.pointer_mut("/transcript/turns")
+            .and_then(serde_json::Value::as_array_mut),
+    ) {
+        let offsets = char_offsets(&text);
+        for turn in turns
+            .iter_mut()
+            .filter_map(serde_json::Value::as_object_mut)
+        {
+            if turn.contains_key("text") {
+                continue;
+            }
+            let bound = |k: &str| {
+                turn.get(k)
+                    .and_then(serde_json::Value::as_u64)
+                    .and_then(|n| usize::try_from(n).ok())
+            };
+            let slice = match (bound("start"), bound("end")) {
+                (Some(start), Some(end)) => char_slice(&text, &offsets, start, end),
+                _ => None,
+            }
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!("{what}: a turn has no text and no valid offsets"))
+            })?;
+            turn.insert("text".into(), serde_json::Value::String(slice.to_owned()));
+        }
+    }
+    serde_json::from_value(v).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+/// The byte offset of every character of `text`, plus `text.len()` at the end, so a
+/// character range maps to a byte range in O(1).
+fn char_offsets(text: &str) -> Vec<usize> {
+    text.char_indices()
+        .map(|(i, _)| i)
+        .chain(std::iter::once(text.len()))
+        .collect()
+}
+
+/// The characters `start..end` of `text` (`offsets` from [`char_offsets`]); `None` when the
+/// range is not inside the text.
+fn char_slice<'t>(text: &'t str, offsets: &[usize], start: usize, end: usize) -> Option<&'t str> {
+    if start > end {
+        return None;
+    }
+    text.get(*offsets.get(start)?..*offsets.get(end)?)
 }
 
 pub(crate) fn parse_role(s: &str) -> Result<Role, StoreError> {
@@ -161,7 +245,7 @@ impl RawSubmission {
         Ok(SubmissionRecord {
             stage: parse_stage(&self.stage)?,
             status: parse_status(&self.status)?,
-            submission: from_json(&self.submission, &what("body"))?,
+            submission: decode_submission(&self.submission, &what("body"))?,
             report: match &self.report {
                 Some(r) => Some(from_json(r, &what("report"))?),
                 None => None,
@@ -194,7 +278,7 @@ impl PendingEnqueue {
     pub(crate) fn new(new: NewSubmission) -> Result<Self, StoreError> {
         Ok(PendingEnqueue {
             id: new_id(),
-            body: to_json(&new.submission)?,
+            body: encode_submission(&new.submission)?,
             at: now(),
             new,
         })
@@ -674,6 +758,84 @@ mod tests {
         assert!(matches!(
             pending(&all, &unknown),
             Err(StoreError::Migration(_))
+        ));
+    }
+
+    fn submission(text: &str, turns: Vec<crate::domain::Turn>) -> Submission {
+        Submission {
+            tenant: "t".into(),
+            stage: Stage::SystemDesign,
+            question: None,
+            transcript: crate::domain::Transcript {
+                format: crate::domain::Format::Speaker,
+                text: text.into(),
+                turns,
+            },
+            candidate: None,
+            external_id: None,
+            metadata: serde_json::Value::Null,
+        }
+    }
+
+    fn turn(
+        speaker: crate::domain::Speaker,
+        text: &str,
+        start: usize,
+        end: usize,
+    ) -> crate::domain::Turn {
+        crate::domain::Turn {
+            speaker,
+            text: text.into(),
+            start,
+            end,
+            start_ms: None,
+            end_ms: Some(7),
+        }
+    }
+
+    #[test]
+    fn stored_submissions_keep_turn_text_once_and_round_trip() {
+        use crate::domain::Speaker;
+        // Offsets are characters: "é" and "→" are one character, several bytes.
+        let text = "Interviewer: Pourquoi é?\nCandidate: Parce que → RAG.\n";
+        let sub = submission(
+            text,
+            vec![
+                turn(Speaker::Interviewer, "Pourquoi é?", 13, 24),
+                turn(Speaker::Candidate, "Parce que → RAG.", 36, 52),
+            ],
+        );
+        let stored = encode_submission(&sub).unwrap();
+        assert_eq!(stored.matches("Parce que").count(), 1, "{stored}");
+        assert_eq!(decode_submission(&stored, "s").unwrap(), sub);
+        // The older shape (every turn with its text) still decodes.
+        let old = to_json(&sub).unwrap();
+        assert_eq!(old.matches("Parce que").count(), 2);
+        assert_eq!(decode_submission(&old, "s").unwrap(), sub);
+    }
+
+    #[test]
+    fn turns_that_do_not_match_their_offsets_keep_their_text() {
+        use crate::domain::Speaker;
+        let sub = submission(
+            "Candidate: abc\n",
+            vec![
+                turn(Speaker::Candidate, "", 11, 14),
+                turn(Speaker::Candidate, "elsewhere", 11, 99),
+                turn(Speaker::Candidate, "abc", 11, 14),
+            ],
+        );
+        let stored = encode_submission(&sub).unwrap();
+        assert_eq!(stored.matches("\"text\"").count(), 3, "{stored}");
+        assert_eq!(decode_submission(&stored, "s").unwrap(), sub);
+        // A turn stored without text and with offsets outside the text is corrupt.
+        let bad = stored
+            .replace("\"text\":\"elsewhere\",", "")
+            .replace(",\"text\":\"elsewhere\"", "");
+        assert_ne!(bad, stored);
+        assert!(matches!(
+            decode_submission(&bad, "s"),
+            Err(StoreError::Corrupt(_))
         ));
     }
 

@@ -13,8 +13,10 @@
 //! so replicas starting at once apply them exactly once.
 //!
 //! Timestamps are `TIMESTAMPTZ` (bound as `DateTime<Utc>`). Small JSON columns are `JSONB`,
-//! the submission body and the report `JSON` (cheaper to write, exact text kept); both are
-//! written as text with a cast and read back as `::text`, so both backends decode the same way.
+//! the report `JSON` (cheaper to write, exact text kept) and, since migration 4, the
+//! submission body `TEXT` (written from serde, never queried inside, so not even validated),
+//! both compressed with lz4 where the server has it; they are read back as `::text`, so both
+//! backends decode the same way.
 //! The clock is the application's (`common::now`), as on SQLite, so both backends behave
 //! identically; replicas are expected to run NTP-synchronised clocks, and leases are long
 //! compared with any skew.
@@ -35,8 +37,8 @@ use super::common::{
 };
 use super::{
     redact_url, ApiKeyRecord, AuditEntry, CalibrationFilter, CalibrationMapRecord, CalibrationRow,
-    CallbackAttempt, HumanGrade, LeasedJob, NewSubmission, Role, Store, StoreError,
-    SubmissionRecord, SubmissionStatus, Tenant, TenantSettings,
+    CallbackAttempt, CallbackNext, HumanGrade, LeasedJob, NewSubmission, PendingCallback, Role,
+    Store, StoreError, SubmissionRecord, SubmissionStatus, Tenant, TenantSettings,
 };
 use crate::budget::{Spent, UsageFilter, UsageRecord, UsageSummaryRow};
 use crate::domain::{GradeReport, Stage};
@@ -65,6 +67,11 @@ static MIGRATIONS: &[Migration] = &[
         version: 3,
         name: "calibration_maps",
         sql: include_str!("../../migrations/postgres/0003_calibration_maps.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "callback_outbox",
+        sql: include_str!("../../migrations/postgres/0004_callback_outbox.sql"),
     },
 ];
 
@@ -254,7 +261,7 @@ async fn insert_chunk(
              INSERT INTO submissions (id, tenant_id, stage, status, source, delivery_id, \
                  prompt, submission, attempts, input_sha256, created_at, updated_at) \
              SELECT id, tenant_id, stage, 'queued', source, delivery_id, prompt, \
-                 submission::json, 0, input_sha256, at, at \
+                 submission, 0, input_sha256, at, at \
              FROM input ORDER BY tenant_id, source, delivery_id \
              ON CONFLICT ON CONSTRAINT submissions_delivery_key DO NOTHING \
              RETURNING id) \
@@ -311,7 +318,7 @@ async fn enqueue_single(pool: &PgPool, item: &PendingEnqueue) -> Answer {
         "WITH s AS ( \
              INSERT INTO submissions (id, tenant_id, stage, status, source, delivery_id, \
                  prompt, submission, attempts, input_sha256, created_at, updated_at) \
-             VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7::json, 0, $8, $9, $9) \
+             VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, 0, $8, $9, $9) \
              ON CONFLICT ON CONSTRAINT submissions_delivery_key DO NOTHING \
              RETURNING id, tenant_id) \
          INSERT INTO jobs (id, submission_id, tenant_id, status, run_at, attempts, \
@@ -779,6 +786,20 @@ impl Store for PostgresStore {
         .fetch_one(&mut *tx)
         .await?
         .try_get("input_sha256")?;
+        // The report's callback delivery commits with the report (see `lease_callbacks`).
+        sqlx::query(
+            "INSERT INTO callback_outbox (id, tenant_id, submission_id, status, attempts, \
+                 next_attempt_at, created_at, updated_at) \
+             SELECT $1, t.id, $2, 'pending', 0, $3, $3, $3 FROM tenants t \
+             WHERE t.id = $4 AND t.settings->>'callback_url' IS NOT NULL \
+             ON CONFLICT (submission_id) DO NOTHING",
+        )
+        .bind(new_id())
+        .bind(&submission_id)
+        .bind(at)
+        .bind(&tenant_id)
+        .execute(&mut *tx)
+        .await?;
         let entry = completion_audit(
             &tenant_id,
             &submission_id,
@@ -805,7 +826,7 @@ impl Store for PostgresStore {
         let inserted = sqlx::query(
             "INSERT INTO submissions (id, tenant_id, stage, status, source, delivery_id, \
                  prompt, submission, report, attempts, input_sha256, created_at, updated_at) \
-             VALUES ($1, $2, $3, 'graded', $4, $5, $6, $7::json, $8::json, 1, $9, $10, $10) \
+             VALUES ($1, $2, $3, 'graded', $4, $5, $6, $7, $8::json, 1, $9, $10, $10) \
              ON CONFLICT ON CONSTRAINT submissions_delivery_key DO NOTHING",
         )
         .bind(&item.id)
@@ -830,6 +851,32 @@ impl Store for PostgresStore {
         insert_audit(&mut tx, &graded.audit(report)).await?;
         tx.commit().await?;
         Ok(graded.record(report))
+    }
+
+    async fn submission_by_delivery(
+        &self,
+        tenant_id: &str,
+        source: &str,
+        delivery_id: &str,
+    ) -> Result<Option<(SubmissionRecord, String)>, StoreError> {
+        let Some(row) = sqlx::query(concat!(
+            "SELECT ",
+            submission_cols!(),
+            ", s.input_sha256 FROM submissions s \
+             WHERE s.tenant_id = $1 AND s.source = $2 AND s.delivery_id = $3"
+        ))
+        .bind(tenant_id)
+        .bind(source)
+        .bind(delivery_id)
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        Ok(Some((
+            submission_from_row(&row)?,
+            row.try_get("input_sha256")?,
+        )))
     }
 
     async fn queue_depth(&self) -> Result<u64, StoreError> {
@@ -1201,6 +1248,94 @@ impl Store for PostgresStore {
             .collect()
     }
 
+    async fn lease_callbacks(
+        &self,
+        worker: &str,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<PendingCallback>, StoreError> {
+        let at = now();
+        let until = later(at, lease);
+        // SKIP LOCKED: rows another replica is leasing right now are passed over.
+        let rows = sqlx::query(
+            "WITH due AS ( \
+                 SELECT id FROM callback_outbox \
+                 WHERE status = 'pending' AND next_attempt_at <= $1 \
+                 ORDER BY next_attempt_at LIMIT $4 \
+                 FOR UPDATE SKIP LOCKED) \
+             UPDATE callback_outbox o SET leased_by = $2, next_attempt_at = $3, updated_at = $1 \
+             FROM due WHERE o.id = due.id \
+             RETURNING o.id, o.tenant_id, o.submission_id, o.attempts",
+        )
+        .bind(at)
+        .bind(worker)
+        .bind(until)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let attempts: i32 = r.try_get("attempts")?;
+                Ok(PendingCallback {
+                    id: r.try_get("id")?,
+                    tenant_id: r.try_get("tenant_id")?,
+                    submission_id: r.try_get("submission_id")?,
+                    attempts: to_u32(i64::from(attempts), "callback attempts")?,
+                    worker: worker.to_string(),
+                    lease_until: until,
+                })
+            })
+            .collect()
+    }
+
+    async fn finish_callback(
+        &self,
+        delivery: &PendingCallback,
+        attempt: &CallbackAttempt,
+        next: CallbackNext,
+    ) -> Result<bool, StoreError> {
+        let at = now();
+        let (status, next_at) = match next {
+            CallbackNext::Delivered => ("delivered", at),
+            CallbackNext::Retry(d) => ("pending", later(at, d)),
+            CallbackNext::Failed => ("failed", at),
+        };
+        let mut tx = self.pool.begin().await?;
+        let settled = sqlx::query(
+            "UPDATE callback_outbox SET status = $1, attempts = attempts + 1, \
+                 next_attempt_at = $2, leased_by = NULL, last_error = $3, updated_at = $4 \
+             WHERE id = $5 AND leased_by = $6 AND status = 'pending'",
+        )
+        .bind(status)
+        .bind(next_at)
+        .bind(&attempt.error)
+        .bind(at)
+        .bind(&delivery.id)
+        .bind(&delivery.worker)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if settled == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO callbacks (id, tenant_id, submission_id, attempt, status, error, at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(new_id())
+        .bind(&delivery.tenant_id)
+        .bind(&delivery.submission_id)
+        .bind(attempts_to_i32(attempt.attempt, "callback attempt")?)
+        .bind(attempt.status.map(i32::from))
+        .bind(&attempt.error)
+        .bind(micros(attempt.at))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     async fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
         let mut conn = self.pool.acquire().await?;
         insert_audit(&mut conn, entry).await
@@ -1266,5 +1401,161 @@ impl Store for PostgresStore {
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected())
+    }
+
+    async fn audit_entries(
+        &self,
+        tenant_id: &str,
+        subject: &str,
+        action: &str,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT tenant_id, actor, action, subject, detail::text AS detail, at \
+             FROM audit_log WHERE tenant_id = $1 AND subject = $2 AND action = $3 ORDER BY id",
+        )
+        .bind(tenant_id)
+        .bind(subject)
+        .bind(action)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditEntry {
+                    tenant_id: r.try_get("tenant_id")?,
+                    actor: r.try_get("actor")?,
+                    action: r.try_get("action")?,
+                    subject: r.try_get("subject")?,
+                    detail: from_json(r.try_get("detail")?, "audit detail")?,
+                    at: r.try_get("at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn graded_with_human_grades(
+        &self,
+        tenant_id: &str,
+        ids: &[String],
+    ) -> Result<Vec<(SubmissionRecord, Vec<HumanGrade>)>, StoreError> {
+        // One array parameter per statement; chunked so a huge audit is not one giant row set.
+        const IDS_PER_QUERY: usize = 2_000;
+        let mut out = Vec::new();
+        for chunk in ids.chunks(IDS_PER_QUERY) {
+            let subs = sqlx::query(concat!(
+                "SELECT ",
+                submission_cols!(),
+                " FROM submissions s WHERE s.tenant_id = $1 AND s.status = 'graded' \
+                  AND s.id = ANY($2)"
+            ))
+            .bind(tenant_id)
+            .bind(chunk)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(submission_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+            let mut grades: std::collections::HashMap<String, Vec<HumanGrade>> =
+                std::collections::HashMap::new();
+            let rows = sqlx::query(
+                "SELECT id, tenant_id, submission_id, rater, scores::text AS scores, \
+                     flags::text AS flags, override_reason, comment, created_at \
+                 FROM human_grades WHERE tenant_id = $1 AND submission_id = ANY($2) \
+                 ORDER BY created_at, id",
+            )
+            .bind(tenant_id)
+            .bind(chunk)
+            .fetch_all(&self.pool)
+            .await?;
+            for row in rows.iter() {
+                let g = human_grade_from_row(row)?;
+                grades.entry(g.submission_id.clone()).or_default().push(g);
+            }
+            for sub in subs {
+                let hg = grades.remove(&sub.id).unwrap_or_default();
+                out.push((sub, hg));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn review_queue(
+        &self,
+        tenant_id: &str,
+        filter: &super::QueueFilter,
+        limit: u32,
+        offset: u32,
+    ) -> Result<Vec<super::QueueItem>, StoreError> {
+        let rows = sqlx::query(
+            // The report is `json` (text): every `->` would parse it again, transcript and
+            // all. So it is cast to jsonb once per row (the lateral subquery's OFFSET 0 keeps
+            // the planner from inlining the cast into every use) and the queue's few small
+            // fields are read from that; `q` is materialized with only those.
+            "WITH q AS MATERIALIZED ( \
+               SELECT s.id, s.stage, s.status, s.created_at, \
+                 COALESCE((x.r->'prompt'->>'id') || '@' || (x.r->'prompt'->>'version'), \
+                   s.prompt) AS prompt, \
+                 COALESCE(x.r->'prompt'->>'id', split_part(s.prompt, '@', 1)) AS prompt_id, \
+                 COALESCE((x.r->'guard'->>'injection_suspected')::boolean, false) AS inj, \
+                 (SELECT COUNT(*) FROM jsonb_array_elements(COALESCE(x.r->'flags', '[]'::jsonb)) f \
+                   WHERE f->>'kind' = 'red') AS reds, \
+                 COALESCE((x.r->>'needs_review')::boolean, false) AS nr, \
+                 COALESCE((SELECT MIN((c->>'confidence')::float8) \
+                   FROM jsonb_array_elements(COALESCE(x.r->'scores', '[]'::jsonb)) c) < $3, \
+                   false) AS lowconf, \
+                 COALESCE((x.r->'judge'->>'escalated')::boolean, false) AS esc, \
+                 (SELECT COUNT(*) FROM human_grades h \
+                   WHERE h.tenant_id = s.tenant_id AND h.submission_id = s.id) AS n_grades, \
+                 (SELECT COUNT(*) FROM human_grades h \
+                   WHERE h.tenant_id = s.tenant_id AND h.submission_id = s.id \
+                     AND h.rater = $4::text) AS my_grades \
+               FROM submissions s \
+               CROSS JOIN LATERAL (SELECT s.report::jsonb AS r OFFSET 0) x \
+               WHERE s.tenant_id = $1 AND ($2::text IS NULL OR s.stage = $2) \
+             ), r AS ( \
+               SELECT q.*, CASE WHEN inj THEN 0 WHEN reds > 0 THEN 1 WHEN nr THEN 2 \
+                 WHEN lowconf THEN 3 WHEN esc THEN 4 ELSE 5 END AS priority FROM q \
+             ) \
+             SELECT * FROM r \
+             WHERE ($5::text IS NULL OR prompt = $5 OR prompt_id = $5) \
+               AND ($6::text IS NULL \
+                 OR ($6 IN ('queued', 'grading', 'graded', 'dead') AND status = $6) \
+                 OR ($6 = 'needs_review' AND nr) \
+                 OR ($6 = 'unreviewed' AND status = 'graded' AND n_grades = 0) \
+                 OR ($6 = 'reviewed' AND n_grades > 0)) \
+             ORDER BY priority, created_at DESC, id DESC LIMIT $7 OFFSET $8",
+        )
+        .bind(tenant_id)
+        .bind(filter.stage.map(|s| s.as_str()))
+        .bind(filter.low_confidence)
+        .bind(filter.rater.as_deref())
+        .bind(filter.prompt.as_deref())
+        .bind(filter.status.map(|s| s.as_str()))
+        .bind(i64::from(limit))
+        .bind(i64::from(offset))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let id: String = row.try_get("id")?;
+                Ok(super::QueueItem {
+                    stage: super::common::parse_stage(row.try_get("stage")?)?,
+                    status: super::common::parse_status(row.try_get("status")?)?,
+                    prompt: row.try_get("prompt")?,
+                    created_at: row.try_get("created_at")?,
+                    injection_suspected: row.try_get("inj")?,
+                    red_flags: super::common::to_u32(row.try_get("reds")?, "red flag count")?,
+                    needs_review: row.try_get("nr")?,
+                    low_confidence: row.try_get("lowconf")?,
+                    escalated: row.try_get("esc")?,
+                    human_grades: super::common::to_u32(
+                        row.try_get("n_grades")?,
+                        "human grade count",
+                    )?,
+                    graded_by_rater: row.try_get::<i64, _>("my_grades")? > 0,
+                    priority: u8::try_from(row.try_get::<i32, _>("priority")?).unwrap_or(5),
+                    id,
+                })
+            })
+            .collect()
     }
 }

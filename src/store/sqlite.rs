@@ -44,8 +44,8 @@ use super::common::{
 };
 use super::{
     ApiKeyRecord, AuditEntry, CalibrationFilter, CalibrationMapRecord, CalibrationRow,
-    CallbackAttempt, HumanGrade, LeasedJob, NewSubmission, Role, Store, StoreError,
-    SubmissionRecord, SubmissionStatus, Tenant, TenantSettings,
+    CallbackAttempt, CallbackNext, HumanGrade, LeasedJob, NewSubmission, PendingCallback, Role,
+    Store, StoreError, SubmissionRecord, SubmissionStatus, Tenant, TenantSettings,
 };
 use crate::budget::{Spent, UsageFilter, UsageRecord, UsageSummaryRow};
 use crate::domain::{GradeReport, Stage};
@@ -72,6 +72,11 @@ static MIGRATIONS: &[Migration] = &[
         version: 3,
         name: "calibration_maps",
         sql: include_str!("../../migrations/sqlite/0003_calibration_maps.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "callback_outbox",
+        sql: include_str!("../../migrations/sqlite/0004_callback_outbox.sql"),
     },
 ];
 
@@ -819,6 +824,20 @@ impl Store for SqliteStore {
         .fetch_one(&mut *tx)
         .await?
         .try_get("input_sha256")?;
+        // The report's callback delivery commits with the report (see `lease_callbacks`).
+        sqlx::query(
+            "INSERT INTO callback_outbox (id, tenant_id, submission_id, status, attempts, \
+                 next_attempt_at, created_at, updated_at) \
+             SELECT $1, t.id, $2, 'pending', 0, $3, $3, $3 FROM tenants t \
+             WHERE t.id = $4 AND json_extract(t.settings, '$.callback_url') IS NOT NULL \
+             ON CONFLICT (submission_id) DO NOTHING",
+        )
+        .bind(new_id())
+        .bind(&submission_id)
+        .bind(&at_s)
+        .bind(&tenant_id)
+        .execute(&mut *tx)
+        .await?;
         let entry = completion_audit(
             &tenant_id,
             &submission_id,
@@ -871,6 +890,32 @@ impl Store for SqliteStore {
         insert_audit(&mut tx, &graded.audit(report)).await?;
         tx.commit().await?;
         Ok(graded.record(report))
+    }
+
+    async fn submission_by_delivery(
+        &self,
+        tenant_id: &str,
+        source: &str,
+        delivery_id: &str,
+    ) -> Result<Option<(SubmissionRecord, String)>, StoreError> {
+        let Some(row) = sqlx::query(concat!(
+            "SELECT ",
+            submission_cols!(),
+            ", input_sha256 FROM submissions \
+             WHERE tenant_id = $1 AND source = $2 AND delivery_id = $3"
+        ))
+        .bind(tenant_id)
+        .bind(source)
+        .bind(delivery_id)
+        .fetch_optional(&self.reader)
+        .await?
+        else {
+            return Ok(None);
+        };
+        Ok(Some((
+            submission_from_row(&row)?,
+            row.try_get("input_sha256")?,
+        )))
     }
 
     async fn queue_depth(&self) -> Result<u64, StoreError> {
@@ -1265,6 +1310,105 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    async fn lease_callbacks(
+        &self,
+        worker: &str,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<PendingCallback>, StoreError> {
+        let at = now();
+        let at_s = ts(&at);
+        // Asked on a reader first, so that idle delivery loops polling the outbox do not
+        // take the write lock (and delay enqueues) for nothing.
+        let due = sqlx::query(
+            "SELECT 1 FROM callback_outbox WHERE status = 'pending' AND next_attempt_at <= $1 \
+             LIMIT 1",
+        )
+        .bind(&at_s)
+        .fetch_optional(&self.reader)
+        .await?;
+        if due.is_none() {
+            return Ok(Vec::new());
+        }
+        let until = later(at, lease);
+        let mut tx = self.begin_write().await?;
+        // Inside BEGIN IMMEDIATE nobody else writes: choosing and claiming are one step.
+        let rows = sqlx::query(
+            "UPDATE callback_outbox SET leased_by = $1, next_attempt_at = $2, updated_at = $3 \
+             WHERE id IN (SELECT id FROM callback_outbox \
+                 WHERE status = 'pending' AND next_attempt_at <= $3 \
+                 ORDER BY next_attempt_at LIMIT $4) \
+             RETURNING id, tenant_id, submission_id, attempts",
+        )
+        .bind(worker)
+        .bind(ts(&until))
+        .bind(&at_s)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        rows.iter()
+            .map(|r| {
+                Ok(PendingCallback {
+                    id: r.try_get("id")?,
+                    tenant_id: r.try_get("tenant_id")?,
+                    submission_id: r.try_get("submission_id")?,
+                    attempts: to_u32(r.try_get("attempts")?, "callback attempts")?,
+                    worker: worker.to_string(),
+                    lease_until: until,
+                })
+            })
+            .collect()
+    }
+
+    async fn finish_callback(
+        &self,
+        delivery: &PendingCallback,
+        attempt: &CallbackAttempt,
+        next: CallbackNext,
+    ) -> Result<bool, StoreError> {
+        let at = now();
+        let (status, next_at) = match next {
+            CallbackNext::Delivered => ("delivered", at),
+            CallbackNext::Retry(d) => ("pending", later(at, d)),
+            CallbackNext::Failed => ("failed", at),
+        };
+        let mut tx = self.begin_write().await?;
+        let settled = sqlx::query(
+            "UPDATE callback_outbox SET status = $1, attempts = attempts + 1, \
+                 next_attempt_at = $2, leased_by = NULL, last_error = $3, updated_at = $4 \
+             WHERE id = $5 AND leased_by = $6 AND status = 'pending'",
+        )
+        .bind(status)
+        .bind(ts(&next_at))
+        .bind(&attempt.error)
+        .bind(ts(&at))
+        .bind(&delivery.id)
+        .bind(&delivery.worker)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if settled == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO callbacks (id, tenant_id, submission_id, attempt, status, error, at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(new_id())
+        .bind(&delivery.tenant_id)
+        .bind(&delivery.submission_id)
+        .bind(i64::from(attempt.attempt))
+        .bind(attempt.status.map(i64::from))
+        .bind(&attempt.error)
+        .bind(ts(&attempt.at))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     async fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
         let mut conn = self.writer.acquire().await?;
         insert_audit(&mut conn, entry).await
@@ -1330,5 +1474,172 @@ impl Store for SqliteStore {
             .execute(&self.writer)
             .await?;
         Ok(done.rows_affected())
+    }
+
+    async fn audit_entries(
+        &self,
+        tenant_id: &str,
+        subject: &str,
+        action: &str,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT tenant_id, actor, action, subject, detail, at FROM audit_log \
+             WHERE tenant_id = $1 AND subject = $2 AND action = $3 ORDER BY id",
+        )
+        .bind(tenant_id)
+        .bind(subject)
+        .bind(action)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditEntry {
+                    tenant_id: r.try_get("tenant_id")?,
+                    actor: r.try_get("actor")?,
+                    action: r.try_get("action")?,
+                    subject: r.try_get("subject")?,
+                    detail: from_json(r.try_get("detail")?, "audit detail")?,
+                    at: parse_ts(r.try_get("at")?)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn graded_with_human_grades(
+        &self,
+        tenant_id: &str,
+        ids: &[String],
+    ) -> Result<Vec<(SubmissionRecord, Vec<HumanGrade>)>, StoreError> {
+        // Bound parameters per statement stay far below SQLite's limit (32,766).
+        const IDS_PER_QUERY: usize = 500;
+        let mut out = Vec::new();
+        for chunk in ids.chunks(IDS_PER_QUERY) {
+            let marks = (0..chunk.len())
+                .map(|i| format!("${}", i + 2))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "SELECT {} FROM submissions WHERE tenant_id = $1 AND status = 'graded' \
+                 AND id IN ({marks})",
+                submission_cols!()
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(tenant_id);
+            for id in chunk {
+                query = query.bind(id);
+            }
+            let subs = query
+                .fetch_all(&self.reader)
+                .await?
+                .iter()
+                .map(submission_from_row)
+                .collect::<Result<Vec<_>, _>>()?;
+            let sql = format!(
+                "SELECT id, tenant_id, submission_id, rater, scores, flags, override_reason, \
+                     comment, created_at \
+                 FROM human_grades WHERE tenant_id = $1 AND submission_id IN ({marks}) \
+                 ORDER BY created_at, id"
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(tenant_id);
+            for id in chunk {
+                query = query.bind(id);
+            }
+            let mut grades: std::collections::HashMap<String, Vec<HumanGrade>> =
+                std::collections::HashMap::new();
+            for row in query.fetch_all(&self.reader).await?.iter() {
+                let g = human_grade_from_row(row)?;
+                grades.entry(g.submission_id.clone()).or_default().push(g);
+            }
+            for sub in subs {
+                let hg = grades.remove(&sub.id).unwrap_or_default();
+                out.push((sub, hg));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn review_queue(
+        &self,
+        tenant_id: &str,
+        filter: &super::QueueFilter,
+        limit: u32,
+        offset: u32,
+    ) -> Result<Vec<super::QueueItem>, StoreError> {
+        // Parsing the report (transcript included) is the cost of this query, so each row's
+        // report is parsed once: one multi-path json_extract pulls the few small parts the
+        // queue needs into `j`, materialized so the planner cannot inline it back into every
+        // use. JSON booleans come out as 1/0; a missing report gives NULL.
+        let rows = sqlx::query(
+            "WITH b AS MATERIALIZED ( \
+               SELECT s.id, s.tenant_id, s.stage, s.status, s.created_at, s.prompt AS req_prompt, \
+                 json_extract(s.report, '$.prompt.id', '$.prompt.version', \
+                   '$.guard.injection_suspected', '$.needs_review', '$.judge.escalated', \
+                   '$.flags', '$.scores') AS j \
+               FROM submissions s \
+               WHERE s.tenant_id = $1 AND ($2 IS NULL OR s.stage = $2) \
+             ), q AS MATERIALIZED ( \
+               SELECT b.id, b.stage, b.status, b.created_at, \
+                 COALESCE(json_extract(j, '$[0]') || '@' || json_extract(j, '$[1]'), req_prompt) \
+                   AS prompt, \
+                 COALESCE(json_extract(j, '$[0]'), \
+                          substr(req_prompt, 1, instr(req_prompt || '@', '@') - 1)) AS prompt_id, \
+                 COALESCE(json_extract(j, '$[2]'), 0) AS inj, \
+                 (SELECT COUNT(*) FROM json_each(j, '$[5]') f \
+                   WHERE json_extract(f.value, '$.kind') = 'red') AS reds, \
+                 COALESCE(json_extract(j, '$[3]'), 0) AS nr, \
+                 COALESCE((SELECT MIN(json_extract(c.value, '$.confidence')) \
+                   FROM json_each(j, '$[6]') c) < $3, 0) AS lowconf, \
+                 COALESCE(json_extract(j, '$[4]'), 0) AS esc, \
+                 (SELECT COUNT(*) FROM human_grades h \
+                   WHERE h.tenant_id = b.tenant_id AND h.submission_id = b.id) AS n_grades, \
+                 (SELECT COUNT(*) FROM human_grades h \
+                   WHERE h.tenant_id = b.tenant_id AND h.submission_id = b.id \
+                     AND h.rater = $4) AS my_grades \
+               FROM b \
+             ), r AS ( \
+               SELECT q.*, CASE WHEN inj THEN 0 WHEN reds > 0 THEN 1 WHEN nr THEN 2 \
+                 WHEN lowconf THEN 3 WHEN esc THEN 4 ELSE 5 END AS priority FROM q \
+             ) \
+             SELECT * FROM r \
+             WHERE ($5 IS NULL OR prompt = $5 OR prompt_id = $5) \
+               AND ($6 IS NULL \
+                 OR ($6 IN ('queued', 'grading', 'graded', 'dead') AND status = $6) \
+                 OR ($6 = 'needs_review' AND nr) \
+                 OR ($6 = 'unreviewed' AND status = 'graded' AND n_grades = 0) \
+                 OR ($6 = 'reviewed' AND n_grades > 0)) \
+             ORDER BY priority, created_at DESC, id DESC LIMIT $7 OFFSET $8",
+        )
+        .bind(tenant_id)
+        .bind(filter.stage.map(|s| s.as_str()))
+        .bind(filter.low_confidence)
+        .bind(filter.rater.as_deref())
+        .bind(filter.prompt.as_deref())
+        .bind(filter.status.map(|s| s.as_str()))
+        .bind(i64::from(limit))
+        .bind(i64::from(offset))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let id: String = row.try_get("id")?;
+                Ok(super::QueueItem {
+                    stage: super::common::parse_stage(row.try_get("stage")?)?,
+                    status: super::common::parse_status(row.try_get("status")?)?,
+                    prompt: row.try_get("prompt")?,
+                    created_at: super::common::parse_ts(row.try_get("created_at")?)?,
+                    injection_suspected: row.try_get::<i64, _>("inj")? != 0,
+                    red_flags: super::common::to_u32(row.try_get("reds")?, "red flag count")?,
+                    needs_review: row.try_get::<i64, _>("nr")? != 0,
+                    low_confidence: row.try_get::<i64, _>("lowconf")? != 0,
+                    escalated: row.try_get::<i64, _>("esc")? != 0,
+                    human_grades: super::common::to_u32(
+                        row.try_get("n_grades")?,
+                        "human grade count",
+                    )?,
+                    graded_by_rater: row.try_get::<i64, _>("my_grades")? > 0,
+                    priority: u8::try_from(row.try_get::<i64, _>("priority")?).unwrap_or(5),
+                    id,
+                })
+            })
+            .collect()
     }
 }

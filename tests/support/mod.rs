@@ -3,6 +3,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod app;
+pub mod browser;
 pub mod db;
 pub mod standin;
 
