@@ -8,7 +8,7 @@
 //! cargo run --release --example bench_grading                  # miss/hit table (2,000 per row, 8 concurrent)
 //! cargo run --release --example bench_grading -- table 5000 16
 //! cargo run --release --example bench_grading -- promptfoo     # 500 written answers of ~400 words
-//! cargo run --release --example bench_grading -- inflight 1000 2000   # 1,000 gradings held 2 s each
+//! cargo run --release --example bench_grading -- inflight 1000 2000 [LIMIT]  # 1,000 gradings held 2 s each
 //! ```
 //!
 //! `promptfoo` is the issue's comparison workload (promptfoo's llm-rubric grading 500 answers of
@@ -420,11 +420,16 @@ fn responder(delay: Duration) {
     }
 }
 
-/// N distinct gradings in flight at once, each answer held `delay` by the responder.
-async fn inflight(n: usize, delay: Duration) {
+/// N distinct gradings submitted at once, each answer held `delay` by the responder; at most
+/// `limit` run at once (`judge.max_in_flight`; 0 = no limit), the rest wait for a permit.
+async fn inflight(n: usize, delay: Duration, limit: usize) {
     let (pv, base, _) = system_design();
     let (mut child, url) = spawn_responder(delay);
-    let judge = judge_for(&url, true);
+    let judge = Arc::new(
+        Arc::try_unwrap(judge_for(&url, true))
+            .unwrap_or_else(|_| unreachable!("a fresh judge has one owner"))
+            .with_max_in_flight(limit),
+    );
     // Warm-up (one grading) so the baseline holds the BPE tables and compiled templates.
     let mut warm = base.clone();
     warm.transcript.text.push_str("\nInterviewer: warm-up.\n");
@@ -445,9 +450,10 @@ async fn inflight(n: usize, delay: Duration) {
     let _ = child.kill();
     let _ = child.wait();
     println!(
-        "{n} gradings in flight at once ({} KB transcripts, answers held {} ms, responder in \
-         another process): all done in {:.2} s (latency min {:.0} ms, max {:.0} ms); RSS before \
+        "{n} gradings submitted at once, at most {} running (max_in_flight) ({} KB transcripts, \
+         answers held {} ms, responder in another process): all done in {:.2} s (latency min {:.0} ms, max {:.0} ms); RSS before \
          {:.1} MiB, peak {:.1} MiB (+{:.1} MiB, {:.1} KiB per in-flight grading)",
+        if limit == 0 { n } else { limit.min(n) },
         base.transcript.text.len() / 1024,
         delay.as_millis(),
         wall.as_secs_f64(),
@@ -478,10 +484,11 @@ fn main() {
         Some("inflight") => runtime.block_on(inflight(
             num(1, 1000).max(1),
             Duration::from_millis(num(2, 2000) as u64),
+            num(3, grader::config::Config::default().judge.max_in_flight),
         )),
         Some("responder") => responder(Duration::from_millis(num(1, 0) as u64)),
         Some(other) => {
-            eprintln!("usage: bench_grading [table [N] [CONCURRENCY] | promptfoo [N] [CONCURRENCY] | inflight [N] [DELAY_MS]] (got {other})");
+            eprintln!("usage: bench_grading [table [N] [CONCURRENCY] | promptfoo [N] [CONCURRENCY] | inflight [N] [DELAY_MS] [MAX_IN_FLIGHT]] (got {other})");
             std::process::exit(2);
         }
     }

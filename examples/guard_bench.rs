@@ -66,6 +66,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     };
 
+    measure("build Redactor (name matcher)", &|| {
+        std::hint::black_box(Redactor::new(Some(&candidate)).expect("redactor"));
+    });
     measure("redact text (Redactor::redact)", &|| {
         let mut r = Redactor::new(Some(&candidate)).expect("redactor");
         std::hint::black_box(r.redact(&submission.transcript.text));

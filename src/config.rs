@@ -67,6 +67,9 @@ pub struct JudgeConfig {
     pub retry_max_ms: u64,
     /// The longest Retry-After we are willing to honour (seconds).
     pub max_retry_after_secs: u64,
+    /// Gradings one judge runs at once; more wait their turn, so a burst of synchronous
+    /// gradings queues instead of holding a request body and a connection each. 0 = no limit.
+    pub max_in_flight: usize,
 }
 
 impl Default for JudgeConfig {
@@ -81,6 +84,7 @@ impl Default for JudgeConfig {
             retry_base_ms: 500,
             retry_max_ms: 20_000,
             max_retry_after_secs: 60,
+            max_in_flight: 256,
         }
     }
 }

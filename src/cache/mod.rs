@@ -37,12 +37,29 @@ pub struct CacheKeyParts<'a> {
 impl CacheKeyParts<'_> {
     /// sha256 over a canonical JSON encoding: unambiguous (no delimiter games between fields)
     /// and stable across releases as long as the field list is.
+    ///
+    /// The JSON is streamed into the hash rather than built first: the transcript is most of
+    /// it, and a grading would otherwise hold a second escaped copy of it just to hash it.
     pub fn key(&self) -> String {
-        let canonical = serde_json::to_vec(self).unwrap_or_default();
-        let mut h = Sha256::new();
-        h.update(b"grader-cache-v1\n");
-        h.update(&canonical);
-        hex::encode(h.finalize())
+        let mut h = HashWriter(Sha256::new());
+        h.0.update(b"grader-cache-v1\n");
+        // Serializing these fields cannot fail, and the writer never fails.
+        let _ = serde_json::to_writer(&mut h, self);
+        hex::encode(h.0.finalize())
+    }
+}
+
+/// Feeds written bytes to a sha256.
+struct HashWriter(Sha256);
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -136,6 +153,17 @@ mod tests {
             question: None,
             transcript: "Candidate: hi\n",
         }
+    }
+
+    /// Streaming the JSON into the hash must give the key the stored L2 rows were written
+    /// under: sha256 of the prefix and the whole canonical JSON.
+    #[test]
+    fn streamed_key_equals_hash_of_the_canonical_json() {
+        let p = parts();
+        let mut h = Sha256::new();
+        h.update(b"grader-cache-v1\n");
+        h.update(serde_json::to_vec(&p).expect("json"));
+        assert_eq!(p.key(), hex::encode(h.finalize()));
     }
 
     #[test]

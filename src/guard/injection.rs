@@ -664,7 +664,12 @@ fn scan_text(text: &str) -> Result<Vec<(Family, usize, usize)>, GuardError> {
         }
     }
     let blobs = p.blobs.matches(text);
-    for m in blobs.matched(0).then(|| p.spaced.find_iter(text)).into_iter().flatten() {
+    for m in blobs
+        .matched(0)
+        .then(|| p.spaced.find_iter(text))
+        .into_iter()
+        .flatten()
+    {
         let letters: String = m
             .as_str()
             .chars()
@@ -694,7 +699,11 @@ fn scan_text(text: &str) -> Result<Vec<(Family, usize, usize)>, GuardError> {
     };
     let base64 = blobs.matched(1).then(|| p.base64.find_iter(text));
     let hex = blobs.matched(2).then(|| p.hex.find_iter(text));
-    for m in base64.into_iter().flatten().chain(hex.into_iter().flatten()) {
+    for m in base64
+        .into_iter()
+        .flatten()
+        .chain(hex.into_iter().flatten())
+    {
         let blob = m.as_str();
         let decoded = if p.hex.is_match(blob)
             && blob.len() % 2 == 0

@@ -123,18 +123,35 @@ pub fn redact_for_storage(submission: &Submission) -> Result<Submission, GuardEr
 /// newlines) and each turn's text are redacted with the same session, so the canonical
 /// text stays `"{Speaker}: {text}\n"` and every turn's `start..end` points at its text.
 fn redact_transcript(t: &Transcript, r: &mut Redactor) -> Transcript {
-    let chars: Vec<char> = t.text.chars().collect();
-    let slice = |a: usize, b: usize| -> String {
-        chars[a.min(chars.len())..b.min(chars.len()).max(a.min(chars.len()))]
-            .iter()
+    // Turn offsets are characters; slice by bytes (a table of char starts only when the
+    // text is not ASCII) instead of copying the whole text into a `Vec<char>`.
+    let ascii = t.text.is_ascii();
+    let starts: Vec<usize> = if ascii {
+        Vec::new()
+    } else {
+        t.text
+            .char_indices()
+            .map(|(i, _)| i)
+            .chain(std::iter::once(t.text.len()))
             .collect()
+    };
+    let nchars = if ascii {
+        t.text.len()
+    } else {
+        starts.len() - 1
+    };
+    let byte = |c: usize| if ascii { c } else { starts[c] };
+    let slice = |a: usize, b: usize| -> &str {
+        let a = a.min(nchars);
+        let b = b.min(nchars).max(a);
+        &t.text[byte(a)..byte(b)]
     };
     let mut text = String::with_capacity(t.text.len());
     let mut pos = 0usize; // characters written to `text`
     let mut cursor = 0usize; // characters consumed of the original
     let mut turns = Vec::with_capacity(t.turns.len());
     for turn in &t.turns {
-        let gap = neutralize(&r.redact(&slice(cursor, turn.start)));
+        let gap = neutralize(&r.redact(slice(cursor, turn.start)));
         pos += gap.chars().count();
         text.push_str(&gap);
         let body = neutralize(&r.redact(&turn.text));
@@ -155,7 +172,7 @@ fn redact_transcript(t: &Transcript, r: &mut Redactor) -> Transcript {
         pos += len;
         cursor = turn.end;
     }
-    let tail = neutralize(&r.redact(&slice(cursor, chars.len())));
+    let tail = neutralize(&r.redact(slice(cursor, nchars)));
     text.push_str(&tail);
     Transcript {
         format: t.format,

@@ -306,6 +306,40 @@ struct CandidateMatchers {
 }
 
 impl CandidateMatchers {
+    /// The matchers for `candidate`, built once per distinct name and email. Building costs
+    /// hundreds of microseconds (case-insensitive patterns with accent variants) and the same
+    /// candidate is redacted several times: at ingest for storage, when graded, on every
+    /// re-grade or cache hit. The matchers are a pure function of the name and email, so a
+    /// hit is exactly what a build would give; the compiled regexes also keep their
+    /// warmed-up search caches. Bounded: cleared when full, which only costs rebuilds.
+    fn cached(
+        candidate: Option<&Candidate>,
+    ) -> Result<std::sync::Arc<CandidateMatchers>, GuardError> {
+        use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+        type Key = (Option<String>, Option<String>);
+        const MAX: usize = 4096;
+        static CACHE: LazyLock<Mutex<HashMap<Key, Arc<CandidateMatchers>>>> =
+            LazyLock::new(|| Mutex::new(HashMap::new()));
+        let key: Key = candidate.map_or((None, None), |c| (c.name.clone(), c.email.clone()));
+        // A poisoned lock only means another thread panicked; the map itself is valid.
+        let hit = CACHE
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+            .cloned();
+        if let Some(m) = hit {
+            return Ok(m);
+        }
+        // Built outside the lock: concurrent submissions must not queue behind a build.
+        let m = Arc::new(CandidateMatchers::new(candidate)?);
+        let mut cache = CACHE.lock().unwrap_or_else(PoisonError::into_inner);
+        if cache.len() >= MAX {
+            cache.clear();
+        }
+        cache.insert(key, m.clone());
+        Ok(m)
+    }
+
     fn new(candidate: Option<&Candidate>) -> Result<CandidateMatchers, GuardError> {
         let mut m = CandidateMatchers {
             name: None,
@@ -410,7 +444,7 @@ impl CandidateMatchers {
 /// One redaction session: the placeholder numbering shared by every piece of one submission.
 pub struct Redactor {
     statics: &'static Statics,
-    cand: CandidateMatchers,
+    cand: std::sync::Arc<CandidateMatchers>,
     numbers: HashMap<(PiiKind, String), u32>,
     next: HashMap<PiiKind, u32>,
     counts: BTreeMap<PiiKind, u32>,
@@ -432,7 +466,7 @@ impl Redactor {
     pub fn new(candidate: Option<&Candidate>) -> Result<Redactor, GuardError> {
         Ok(Redactor {
             statics: statics()?,
-            cand: CandidateMatchers::new(candidate)?,
+            cand: CandidateMatchers::cached(candidate)?,
             numbers: HashMap::new(),
             next: HashMap::new(),
             counts: BTreeMap::new(),
@@ -500,10 +534,16 @@ impl Redactor {
     fn find(&self, text: &str) -> Vec<Hit> {
         let s = self.statics;
         let mut hits = Vec::new();
-        for m in s
-            .email
-            .find_iter(text)
-            .chain(s.email_obfuscated.find_iter(text))
+        // Cheap exact gates: an email holds `@`; the obfuscated form a bracket; a URL `/`
+        // or `www.`. Most turns hold none of them and skip those scans entirely.
+        let emails = text.contains('@').then(|| s.email.find_iter(text));
+        let obfuscated = text
+            .contains(['[', '(', '{'])
+            .then(|| s.email_obfuscated.find_iter(text));
+        for m in emails
+            .into_iter()
+            .flatten()
+            .chain(obfuscated.into_iter().flatten())
         {
             let key = m.as_str().to_lowercase();
             let own = self.cand.email.as_deref() == Some(key.as_str());
@@ -516,7 +556,8 @@ impl Redactor {
                 priority: 0,
             });
         }
-        for m in s.url.find_iter(text) {
+        let urls = (text.contains('/') || contains_www(text)).then(|| s.url.find_iter(text));
+        for m in urls.into_iter().flatten() {
             let raw = m.as_str();
             let trimmed =
                 raw.trim_end_matches(['.', ',', ';', ':', '!', '?', ')', '\'', '"', '*', '`']);
@@ -539,7 +580,12 @@ impl Redactor {
                 });
             }
         }
-        for m in s.phone.find_iter(text) {
+        // A phone match starts with a digit (`\d` is Unicode: any non-ASCII byte may start one).
+        let phones = text
+            .bytes()
+            .any(|b| b.is_ascii_digit() || !b.is_ascii())
+            .then(|| s.phone.find_iter(text));
+        for m in phones.into_iter().flatten() {
             if let Some((start, end)) = self.valid_phone(text, m.start(), m.end()) {
                 let key: String = text[start..end]
                     .chars()
@@ -692,6 +738,14 @@ impl Redactor {
         }
         None
     }
+}
+
+/// Whether `text` holds `www.` in any case, as the URL pattern's `(?i)www\.` would match
+/// (no letter of `w` has a non-ASCII case variant).
+fn contains_www(text: &str) -> bool {
+    text.as_bytes()
+        .windows(4)
+        .any(|w| w[..3].eq_ignore_ascii_case(b"www") && w[3] == b'.')
 }
 
 /// The byte offset at most `n` bytes before `pos`, on a char boundary.

@@ -39,21 +39,60 @@ pub(crate) const UNLABELLED: &str = "Unlabelled";
 /// matching is whitespace-insensitive anyway, so nothing a judge can quote is lost. The cost
 /// is the layout of code or lists inside an answer, which graders read from the original.
 pub(crate) fn normalize_text(s: &str) -> String {
+    // Kept text is copied in runs, not char by char: a run is printable ASCII with single
+    // spaces between, which is most of any transcript and is already normal. Everything else
+    // goes one char at a time. On ASCII, `char::is_whitespace` is exactly `\t \n \x0B \x0C
+    // \r` and space, and `char::is_control` is below 0x20 and 0x7F.
+    let printable = |b: u8| b.wrapping_sub(0x21) < 0x5E;
+    let bytes = s.as_bytes();
     let mut out = String::with_capacity(s.len());
     let mut pending_space = false;
-    for c in s.chars() {
+    let mut i = 0;
+    while i < bytes.len() {
+        let start = i;
+        while i < bytes.len() {
+            if printable(bytes[i]) {
+                i += 1;
+            } else if bytes[i] == b' '
+                && i > start
+                && bytes.get(i + 1).is_some_and(|&b| printable(b))
+            {
+                i += 2;
+            } else {
+                break;
+            }
+        }
+        if i > start {
+            if pending_space {
+                out.push(' ');
+                pending_space = false;
+            }
+            out.push_str(&s[start..i]);
+            continue;
+        }
+        let b = bytes[i];
+        if b < 0x80 {
+            if matches!(b, b' ' | b'\t' | b'\n' | 0x0B | 0x0C | b'\r') {
+                pending_space = !out.is_empty();
+            }
+            i += 1;
+            continue;
+        }
+        // `i` is at a char boundary: it only ever advances by whole chars.
+        let Some(c) = s[i..].chars().next() else {
+            break;
+        };
+        let len = c.len_utf8();
         if c.is_whitespace() {
             pending_space = !out.is_empty();
-            continue;
+        } else if !c.is_control() && c != '\u{FEFF}' {
+            if pending_space {
+                out.push(' ');
+                pending_space = false;
+            }
+            out.push_str(&s[i..i + len]);
         }
-        if c.is_control() || c == '\u{FEFF}' {
-            continue;
-        }
-        if pending_space {
-            out.push(' ');
-            pending_space = false;
-        }
-        out.push(c);
+        i += len;
     }
     out
 }
@@ -110,7 +149,12 @@ pub(crate) fn build(
         return Err(IngestError::NoCandidateTurns { speakers });
     }
 
-    let mut text = String::new();
+    let mut text = String::with_capacity(
+        merged
+            .iter()
+            .map(|(s, d)| s.label().len() + d.text.len() + 3)
+            .sum(),
+    );
     let mut pos = 0usize;
     let mut turns = Vec::with_capacity(merged.len());
     for (speaker, draft) in merged {
@@ -172,4 +216,65 @@ fn resolve(drafts: &[Draft]) -> Vec<Speaker> {
             Who::Unlabelled => Speaker::Other(UNLABELLED.to_string()),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The char-by-char definition that [`normalize_text`]'s run copying must reproduce.
+    fn reference(s: &str) -> String {
+        let mut out = String::new();
+        let mut pending_space = false;
+        for c in s.chars() {
+            if c.is_whitespace() {
+                pending_space = !out.is_empty();
+                continue;
+            }
+            if c.is_control() || c == '\u{FEFF}' {
+                continue;
+            }
+            if pending_space {
+                out.push(' ');
+                pending_space = false;
+            }
+            out.push(c);
+        }
+        out
+    }
+
+    #[test]
+    fn normalize_table() {
+        let cases: &[(&str, &str)] = &[
+            ("  hello   world  ", "hello world"),
+            ("a\tb\nc\r\nd\u{B}e\u{C}f", "a b c d e f"),
+            ("a\u{1}b \u{7F} c", "ab c"),
+            ("\u{FEFF}x\u{FEFF}y", "xy"),
+            ("a\u{A0}\u{3000}b\u{85}c", "a b c"),
+            ("a \u{1} b", "a b"),
+            ("é  中\u{2003}x", "é 中 x"),
+            ("\u{9F}z", "z"),
+            ("", ""),
+            (" \t\n", ""),
+            ("x ", "x"),
+            (" a b  c d", "a b c d"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(normalize_text(input), *want, "input {input:?}");
+            assert_eq!(normalize_text(input), reference(input), "input {input:?}");
+        }
+        // Every pair and triple of interesting chars agrees with the definition.
+        let alphabet = [
+            "a", "Z", " ", "  ", "\t", "\n", "\r", "\u{1}", "\u{7F}", "é", "\u{A0}", "\u{85}",
+            "\u{FEFF}", "\u{2003}", "中", "~", "!",
+        ];
+        for x in alphabet {
+            for y in alphabet {
+                for z in alphabet {
+                    let s = format!("{x}{y}{z}{x}");
+                    assert_eq!(normalize_text(&s), reference(&s), "input {s:?}");
+                }
+            }
+        }
+    }
 }

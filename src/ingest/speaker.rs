@@ -11,12 +11,20 @@ use super::IngestError;
 /// known role among them or at least two distinct names of which one recurs. A single
 /// recurring `Note:` in an essay is not a dialogue; `Jane: … Bob: … Jane: …` is.
 pub(crate) fn looks_like(text: &str) -> bool {
+    // Names are only counted while no known role has been seen: once one has, the answer
+    // depends on the number of labels alone, and it is settled at the second label.
     let mut counts: HashMap<String, usize> = HashMap::new();
     let (mut labelled, mut known) = (0usize, false);
     for label in text.lines().filter_map(split_label) {
         labelled += 1;
         known |= label.role.is_some();
-        *counts.entry(name_key(&label.name)).or_insert(0) += 1;
+        if known {
+            if labelled >= 2 {
+                return true;
+            }
+        } else {
+            *counts.entry(name_key(&label.name)).or_insert(0) += 1;
+        }
     }
     labelled >= 2 && (known || (counts.len() >= 2 && counts.values().any(|&n| n >= 2)))
 }

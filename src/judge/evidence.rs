@@ -18,7 +18,8 @@ pub struct EvidenceIndex {
     /// The folded text: lower case, whitespace runs as one space, quote marks and dashes
     /// unified, invisible characters dropped.
     folded: String,
-    /// Byte offset in `folded` where each folded character starts (ascending).
+    /// Byte offset in `folded` where each folded character starts (ascending). Empty for an
+    /// ASCII haystack, whose folded text is ASCII too: there character k starts at byte k.
     starts: Vec<usize>,
     /// For each folded character, the character index in the original haystack it came from.
     origin: Vec<usize>,
@@ -28,6 +29,14 @@ impl EvidenceIndex {
     /// Folds `haystack` once. Offsets reported later are character (Unicode scalar) offsets
     /// into `haystack`, the same unit as [`crate::domain::Turn::start`].
     pub fn new(haystack: &str) -> Self {
+        if haystack.is_ascii() {
+            return Self::new_ascii(haystack.as_bytes());
+        }
+        Self::new_unicode(haystack)
+    }
+
+    /// The general folding, one character at a time.
+    fn new_unicode(haystack: &str) -> Self {
         let mut index = EvidenceIndex {
             folded: String::with_capacity(haystack.len()),
             starts: Vec::with_capacity(haystack.len()),
@@ -52,6 +61,56 @@ impl EvidenceIndex {
         index
     }
 
+    /// [`EvidenceIndex::new`] for the common all-ASCII transcript: the same folding (ASCII
+    /// lower case, a backtick as an apostrophe, whitespace runs as one space) byte by byte,
+    /// with character offsets equal to byte offsets, and no `starts` table to build.
+    fn new_ascii(haystack: &[u8]) -> Self {
+        let mut folded = Vec::with_capacity(haystack.len());
+        let mut origin = Vec::with_capacity(haystack.len());
+        let mut pending_space: Option<usize> = None;
+        for (i, &b) in haystack.iter().enumerate() {
+            // `char::is_whitespace` on ASCII: space and \t \n \x0B \x0C \r.
+            if matches!(b, b' ' | b'\t'..=b'\r') {
+                if pending_space.is_none() && !folded.is_empty() {
+                    pending_space = Some(i);
+                }
+                continue;
+            }
+            if let Some(at) = pending_space.take() {
+                folded.push(b' ');
+                origin.push(at);
+            }
+            folded.push(if b == b'`' {
+                b'\''
+            } else {
+                b.to_ascii_lowercase()
+            });
+            origin.push(i);
+        }
+        EvidenceIndex {
+            // ASCII in, ASCII out: always valid UTF-8.
+            folded: String::from_utf8(folded).unwrap_or_default(),
+            starts: Vec::new(),
+            origin,
+        }
+    }
+
+    /// The folded character starting at byte `at` of `folded`, if one does.
+    fn char_at(&self, at: usize) -> Option<usize> {
+        if self.starts.is_empty() {
+            return (at < self.folded.len()).then_some(at);
+        }
+        self.starts.binary_search(&at).ok()
+    }
+
+    /// The last folded character starting before byte `end`.
+    fn last_char_before(&self, end: usize) -> Option<usize> {
+        if self.starts.is_empty() {
+            return end.min(self.folded.len()).checked_sub(1);
+        }
+        self.starts.partition_point(|&s| s < end).checked_sub(1)
+    }
+
     fn push(&mut self, c: char, origin: usize) {
         self.starts.push(self.folded.len());
         self.origin.push(origin);
@@ -66,12 +125,8 @@ impl EvidenceIndex {
             return None;
         }
         let at = self.folded.find(&needle)?;
-        let first = self.starts.binary_search(&at).ok()?;
-        let end_byte = at + needle.len();
-        let last = self
-            .starts
-            .partition_point(|&s| s < end_byte)
-            .checked_sub(1)?;
+        let first = self.char_at(at)?;
+        let last = self.last_char_before(at + needle.len())?;
         Some((*self.origin.get(first)?, *self.origin.get(last)? + 1))
     }
 }
@@ -139,6 +194,38 @@ fn fold_char(c: char, mut emit: impl FnMut(char)) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The ASCII fast path folds exactly like the general one: same folded text, same origins,
+    /// same spans (only the `starts` table is left implicit).
+    #[test]
+    fn ascii_fast_path_matches_the_general_folding() {
+        let haystacks = [
+            "Candidate: We Use `BM25`\tand\x0B\x0Cre-ranking.\r\n  Interviewer: OK\n",
+            "   leading spaces, then TEXT   and trailing   \n\n",
+            "",
+            "x",
+        ];
+        let quotes = [
+            "we use 'bm25' and re-ranking",
+            "text and",
+            "interviewer: ok",
+            "x",
+        ];
+        for h in haystacks {
+            let fast = EvidenceIndex::new_ascii(h.as_bytes());
+            let general = EvidenceIndex::new_unicode(h);
+            assert!(fast.starts.is_empty(), "{h:?}");
+            assert_eq!(fast.folded, general.folded, "{h:?}");
+            assert_eq!(fast.origin, general.origin, "{h:?}");
+            for q in quotes {
+                assert_eq!(fast.locate(q), general.locate(q), "{h:?} / {q:?}");
+            }
+        }
+        assert_eq!(
+            EvidenceIndex::new(haystacks[0]).locate("we use 'bm25' and re-ranking"),
+            Some((11, 40))
+        );
+    }
 
     /// The original characters a span covers, so every case checks the span, not just Some.
     fn covered(haystack: &str, span: (usize, usize)) -> String {

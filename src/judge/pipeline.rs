@@ -213,6 +213,13 @@ pub struct Judge {
     cache_allowed: bool,
     /// System-message tokens per (prompt sha256, tokenizer): static per prompt version.
     system_tokens: Mutex<HashMap<(String, &'static str), usize>>,
+    /// The output JSON schema per prompt sha256: static per prompt version, so it is built
+    /// once instead of once per grading.
+    schemas: Mutex<HashMap<String, Arc<serde_json::Value>>>,
+    /// At most `judge.max_in_flight` gradings at once (`None` = no limit): each holds its
+    /// rendered prompt, request body and a connection, so an unbounded burst would grow
+    /// memory with the burst; beyond the limit gradings wait for a permit instead.
+    in_flight: Option<Arc<tokio::sync::Semaphore>>,
     budget: Option<Budget>,
     /// Use each model's own `max_retries` (routes) rather than `settings.retry` (one model).
     per_model_retries: bool,
@@ -314,7 +321,9 @@ struct Ctx<'a> {
     submission: &'a Submission,
     prompt: &'a PromptVersion,
     messages: Vec<Message>,
-    schema: serde_json::Value,
+    schema: Arc<serde_json::Value>,
+    /// `grader:<prompt key>`, sent as `prompt_cache_key`.
+    prompt_cache_key: String,
     opts: GradeOptions,
     /// Prompt tokens per tokenizer, counted once.
     tokens: Mutex<Vec<(&'static str, usize)>>,
@@ -363,9 +372,51 @@ impl Ctx<'_> {
         n
     }
 
+    /// Whether the prompt fits `model`'s context window with room for the answer. A BPE token
+    /// is at least one byte, so the memoized system count plus the other messages' bytes is
+    /// an upper bound on the prompt's tokens: when that bound fits (the usual case, a
+    /// transcript far below the window) the candidate's text is never tokenized. Only a prompt
+    /// near the limit is counted exactly, and the error always carries the exact count.
     fn fits(&self, model: &ModelConfig) -> Result<(), JudgeError> {
+        if let Some(bound) = self.token_upper_bound(model) {
+            if llm::tokens::check_budget(model, bound).is_ok() {
+                return Ok(());
+            }
+        }
         llm::tokens::check_budget(model, self.tokens_for(model))
             .map_err(|e| JudgeError::InputTooLong(e.to_string()))
+    }
+
+    /// An upper bound on [`Ctx::tokens_for`] without tokenizing the candidate's text: the
+    /// exact count when already known, else the system message's memoized count plus every
+    /// other message's overhead and byte length. `None` when the system count is not known yet
+    /// (the first grading of a prompt version counts exactly, which memoizes it).
+    fn token_upper_bound(&self, model: &ModelConfig) -> Option<usize> {
+        let encoding = llm::tokens::encoding_for(model);
+        let memo = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, n)) = memo.iter().find(|(e, _)| *e == encoding.name()) {
+            return Some(*n);
+        }
+        drop(memo);
+        let (system, rest) = self.messages.split_first()?;
+        if system.role != Role::System {
+            return None;
+        }
+        let key = (self.prompt.sha256.clone(), encoding.name());
+        let system_n = *self
+            .system_tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)?;
+        let rest_bound: usize = rest
+            .iter()
+            .map(|m| {
+                llm::tokens::TOKENS_PER_MESSAGE
+                    + llm::tokens::role_token_bound(m.role)
+                    + m.content.len()
+            })
+            .sum();
+        Some(system_n + rest_bound + llm::tokens::REPLY_PRIMING_TOKENS)
     }
 
     fn gate(&self, tier: &str) -> Arc<tokio::sync::OnceCell<Option<Exhausted>>> {
@@ -390,6 +441,11 @@ struct Outcome<'s> {
     reasons: Vec<String>,
 }
 
+/// The in-flight limit for `judge.max_in_flight` (0 = none).
+fn limit_in_flight(limit: usize) -> Option<Arc<tokio::sync::Semaphore>> {
+    (limit > 0).then(|| Arc::new(tokio::sync::Semaphore::new(limit)))
+}
+
 pub const NOTICE: &str =
     "AI-generated assessment. It is advisory: a person reviews it and makes every hiring decision.";
 pub const OFFLINE_NOTICE: &str = "AI-generated assessment by the offline pattern judge (an automated system: keyword and phrase indicators from the rubric; no language model). It is advisory and needs a person's review; a person makes every hiring decision.";
@@ -405,6 +461,8 @@ impl Judge {
             cache: None,
             cache_allowed: true,
             system_tokens: Mutex::new(HashMap::new()),
+            schemas: Mutex::new(HashMap::new()),
+            in_flight: limit_in_flight(Config::default().judge.max_in_flight),
             budget: None,
             per_model_retries: false,
             metrics,
@@ -461,6 +519,7 @@ impl Judge {
             None => Judge::offline(settings),
             Some(r) => Judge::with_router(r, settings),
         };
+        judge.in_flight = limit_in_flight(cfg.judge.max_in_flight);
         judge.cache_allowed = cfg.cache.enabled;
         if cfg.cache.enabled {
             judge.cache = Some(ResponseCache::new((&cfg.cache).into(), None));
@@ -523,6 +582,17 @@ impl Judge {
             .unwrap_or_default();
         self.budget = Some(Budget::new(caps, ledger));
         self
+    }
+
+    /// At most `limit` gradings at once (0 = no limit); the rest wait their turn.
+    pub fn with_max_in_flight(mut self, limit: usize) -> Judge {
+        self.in_flight = limit_in_flight(limit);
+        self
+    }
+
+    /// Gradings that may start now before one has to wait (`None` = no limit).
+    pub fn in_flight_permits(&self) -> Option<usize> {
+        self.in_flight.as_ref().map(|s| s.available_permits())
     }
 
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Judge {
@@ -628,12 +698,24 @@ impl Judge {
             submission,
             prompt,
             messages: rendered.messages,
-            schema: prompts::output_schema(&prompt.file),
+            schema: self.schema_for(prompt),
+            prompt_cache_key: format!("grader:{}", prompt.key()),
             opts,
             tokens: Mutex::new(Vec::new()),
             system_tokens: &self.system_tokens,
             budget_gates: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The output schema of `prompt`, built once per prompt version.
+    fn schema_for(&self, prompt: &PromptVersion) -> Arc<serde_json::Value> {
+        let mut memo = self.schemas.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(schema) = memo.get(&prompt.sha256) {
+            return schema.clone();
+        }
+        let schema = Arc::new(prompts::output_schema(&prompt.file));
+        memo.insert(prompt.sha256.clone(), schema.clone());
+        schema
     }
 
     /// Whether the route starts with the strong tier, and why: a hard stage, a long input, or
@@ -683,6 +765,13 @@ impl Judge {
         opts: GradeOptions,
     ) -> Result<GradeReport, JudgeError> {
         Judge::check_stage(submission, prompt)?;
+        // Held for the whole grading, guard included: the guarded copy is a second transcript.
+        // The semaphore is never closed, so acquiring can only fail if that changes; then the
+        // grading goes ahead unlimited rather than failing.
+        let _permit = match &self.in_flight {
+            Some(s) => s.clone().acquire_owned().await.ok(),
+            None => None,
+        };
         let guarded = guard::protect(submission)?;
         let mut report = self
             .grade_guarded(&guarded.submission, prompt, opts)
@@ -885,8 +974,8 @@ impl Judge {
             temperature: self.settings.temperature,
             seed: self.settings.seed.map(|s| s + i as i64),
             max_tokens: model.max_output_tokens,
-            json_schema: Some(("grade_report".into(), ctx.schema.clone())),
-            prompt_cache_key: Some(format!("grader:{}", ctx.prompt.key())),
+            json_schema: Some(("grade_report".into(), (*ctx.schema).clone())),
+            prompt_cache_key: Some(ctx.prompt_cache_key.clone()),
         }
     }
 
@@ -1768,6 +1857,100 @@ pub fn confidence(values: &[u8], range: u8) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Answers a fixed judgment, yielding a few times inside the call so concurrent gradings
+    /// overlap, and records the most calls it saw at once.
+    struct Overlapping {
+        answer: String,
+        now: AtomicUsize,
+        most: AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl Provider for Overlapping {
+        async fn complete(&self, _: &ChatRequest) -> Result<llm::ChatResponse, LlmError> {
+            let n = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most.fetch_max(n, Ordering::SeqCst);
+            for _ in 0..5 {
+                tokio::task::yield_now().await;
+            }
+            self.now.fetch_sub(1, Ordering::SeqCst);
+            Ok(llm::ChatResponse {
+                content: self.answer.clone(),
+                model: "m".into(),
+                usage: TokenUsage::default(),
+            })
+        }
+    }
+
+    /// `judge.max_in_flight` bounds the gradings that run at once; 0 removes the bound.
+    #[tokio::test]
+    async fn max_in_flight_bounds_concurrent_gradings() {
+        let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let reg = prompts::Registry::load(&root.join("prompts")).expect("prompts");
+        let pv = reg.for_stage(Stage::WrittenAnswer).expect("prompt").clone();
+        let quote = "we measure recall at k on a labelled set";
+        let answer = serde_json::json!({
+            "scores": pv.file.dimensions.iter().map(|d| serde_json::json!({
+                "dimension": d.id, "score": d.scale.min, "rationale": "r", "evidence": [quote]
+            })).collect::<Vec<_>>(),
+            "flags": [],
+            "summary": "s"
+        })
+        .to_string();
+        let subs: Vec<Submission> = (0..6)
+            .map(|i| Submission {
+                tenant: "t".into(),
+                stage: Stage::WrittenAnswer,
+                question: None,
+                transcript: crate::ingest::written_answer(
+                    &format!("Answer {i}: {quote}, and more."),
+                    &crate::ingest::Limits::default(),
+                )
+                .expect("answer"),
+                candidate: None,
+                external_id: None,
+                metadata: serde_json::Value::Null,
+            })
+            .collect();
+        let model = ModelConfig {
+            name: "m".into(),
+            model: "m".into(),
+            base_url: None,
+            api_key_env: None,
+            prices: Default::default(),
+            context_window: 128_000,
+            max_output_tokens: 1_000,
+            tokenizer: None,
+            timeout_secs: 60,
+            max_retries: 0,
+            rpm: None,
+            tpm: None,
+        };
+        for (limit, expect_most) in [(2, 2), (0, 6)] {
+            let provider = Arc::new(Overlapping {
+                answer: answer.clone(),
+                now: AtomicUsize::new(0),
+                most: AtomicUsize::new(0),
+            });
+            let judge =
+                Judge::with_model(provider.clone(), model.clone(), JudgeSettings::default())
+                    .without_cache()
+                    .with_max_in_flight(limit);
+            let reports = futures::future::join_all(subs.iter().map(|s| judge.grade(s, &pv))).await;
+            for r in reports {
+                assert_eq!(r.expect("graded").status, ReportStatus::Scored);
+            }
+            assert_eq!(
+                provider.most.load(Ordering::SeqCst),
+                expect_most,
+                "limit {limit}"
+            );
+            let free = judge.in_flight_permits();
+            assert_eq!(free, (limit > 0).then_some(limit), "permits returned");
+        }
+    }
 
     #[test]
     fn median_of_odd_and_even_counts() {

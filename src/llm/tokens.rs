@@ -110,6 +110,12 @@ pub fn count_messages(encoding: Encoding, messages: &[Message]) -> usize {
         + REPLY_PRIMING_TOKENS
 }
 
+/// An upper bound on the tokens of a role's name ([`count_messages`] counts them): its length
+/// in bytes, since every BPE token is at least one byte.
+pub fn role_token_bound(role: Role) -> usize {
+    role_name(role).len()
+}
+
 fn role_name(role: Role) -> &'static str {
     match role {
         Role::System => "system",
