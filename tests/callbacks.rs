@@ -18,24 +18,6 @@ use support::app::{submission_body, test_config, Options, TestApp};
 use support::db::Backend;
 use tokio::sync::watch;
 
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            use crate::support::db::Backend;
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn sqlite() {
-                super::$name(Backend::Sqlite).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn postgres() {
-                super::$name(Backend::Postgres).await;
-            }
-        }
-    )*};
-}
-
 both_backends!(
     a_restart_mid_backoff_loses_no_callback_and_delivers_once,
     a_callback_is_given_up_after_the_allowed_attempts,

@@ -19,25 +19,7 @@ use support::app::{submission_body, transcript, Options, TestApp};
 use support::db::Backend;
 use support::{Scripted, StandIn};
 
-macro_rules! http_tests {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            use crate::support::db::Backend;
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn sqlite() {
-                super::$name(Backend::Sqlite).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn postgres() {
-                super::$name(Backend::Postgres).await;
-            }
-        }
-    )*};
-}
-
-http_tests!(
+both_backends!(
     sync_grade_is_stored_and_readable_by_its_report_id,
     async_submission_is_queued_then_graded,
     idempotency_key_answers_the_same_submission_graded_once,

@@ -12,24 +12,6 @@ use support::app::{submission_body, transcript, Options, TestApp};
 use support::db::Backend;
 use support::{Scripted, StandIn};
 
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            use crate::support::db::Backend;
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn sqlite() {
-                super::$name(Backend::Sqlite).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn postgres() {
-                super::$name(Backend::Postgres).await;
-            }
-        }
-    )*};
-}
-
 both_backends!(
     stop_switch_set_through_the_api_applies_to_later_gradings,
     decisions_are_recorded_by_people_only,

@@ -13,25 +13,7 @@ use serde_json::Value;
 use support::app::{submission_body, TestApp};
 use support::db::Backend;
 
-macro_rules! web_tests {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            use crate::support::db::Backend;
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn sqlite() {
-                super::$name(Backend::Sqlite).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn postgres() {
-                super::$name(Backend::Postgres).await;
-            }
-        }
-    )*};
-}
-
-web_tests!(
+both_backends!(
     login_sessions_redirects_and_headers,
     blind_grade_then_reveal_then_override,
     csrf_is_required_on_every_form,
