@@ -394,6 +394,18 @@ fn tenant_from_row(row: &PgRow) -> Result<Tenant, StoreError> {
     })
 }
 
+/// One `audit_log` row (selected with `detail` as text) as an [`AuditEntry`].
+fn audit_entry_from_row(r: &PgRow) -> Result<AuditEntry, StoreError> {
+    Ok(AuditEntry {
+        tenant_id: r.try_get("tenant_id")?,
+        actor: r.try_get("actor")?,
+        action: r.try_get("action")?,
+        subject: r.try_get("subject")?,
+        detail: from_json(r.try_get("detail")?, "audit detail")?,
+        at: r.try_get("at")?,
+    })
+}
+
 fn human_grade_from_row(row: &PgRow) -> Result<HumanGrade, StoreError> {
     let id: String = row.try_get("id")?;
     Ok(HumanGrade {
@@ -1350,18 +1362,7 @@ impl Store for PostgresStore {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(AuditEntry {
-                    tenant_id: r.try_get("tenant_id")?,
-                    actor: r.try_get("actor")?,
-                    action: r.try_get("action")?,
-                    subject: r.try_get("subject")?,
-                    detail: from_json(r.try_get("detail")?, "audit detail")?,
-                    at: r.try_get("at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(audit_entry_from_row).collect()
     }
 
     async fn cache_get(&self, key: &str) -> Result<Option<String>, StoreError> {
@@ -1418,18 +1419,7 @@ impl Store for PostgresStore {
         .bind(action)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(AuditEntry {
-                    tenant_id: r.try_get("tenant_id")?,
-                    actor: r.try_get("actor")?,
-                    action: r.try_get("action")?,
-                    subject: r.try_get("subject")?,
-                    detail: from_json(r.try_get("detail")?, "audit detail")?,
-                    at: r.try_get("at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(audit_entry_from_row).collect()
     }
 
     async fn graded_with_human_grades(

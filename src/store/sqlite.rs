@@ -437,6 +437,18 @@ fn tenant_from_row(row: &SqliteRow) -> Result<Tenant, StoreError> {
     })
 }
 
+/// One `audit_log` row (selected with `detail` as text) as an [`AuditEntry`].
+fn audit_entry_from_row(r: &SqliteRow) -> Result<AuditEntry, StoreError> {
+    Ok(AuditEntry {
+        tenant_id: r.try_get("tenant_id")?,
+        actor: r.try_get("actor")?,
+        action: r.try_get("action")?,
+        subject: r.try_get("subject")?,
+        detail: from_json(r.try_get("detail")?, "audit detail")?,
+        at: parse_ts(r.try_get("at")?)?,
+    })
+}
+
 fn human_grade_from_row(row: &SqliteRow) -> Result<HumanGrade, StoreError> {
     let id: String = row.try_get("id")?;
     Ok(HumanGrade {
@@ -1423,18 +1435,7 @@ impl Store for SqliteStore {
         .bind(i64::from(limit))
         .fetch_all(&self.reader)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(AuditEntry {
-                    tenant_id: r.try_get("tenant_id")?,
-                    actor: r.try_get("actor")?,
-                    action: r.try_get("action")?,
-                    subject: r.try_get("subject")?,
-                    detail: from_json(r.try_get("detail")?, "audit detail")?,
-                    at: parse_ts(r.try_get("at")?)?,
-                })
-            })
-            .collect()
+        rows.iter().map(audit_entry_from_row).collect()
     }
 
     async fn cache_get(&self, key: &str) -> Result<Option<String>, StoreError> {
@@ -1491,18 +1492,7 @@ impl Store for SqliteStore {
         .bind(action)
         .fetch_all(&self.reader)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(AuditEntry {
-                    tenant_id: r.try_get("tenant_id")?,
-                    actor: r.try_get("actor")?,
-                    action: r.try_get("action")?,
-                    subject: r.try_get("subject")?,
-                    detail: from_json(r.try_get("detail")?, "audit detail")?,
-                    at: parse_ts(r.try_get("at")?)?,
-                })
-            })
-            .collect()
+        rows.iter().map(audit_entry_from_row).collect()
     }
 
     async fn graded_with_human_grades(
