@@ -19,8 +19,9 @@ WORKDIR /src
 # 1. Dependencies only, in their own layer: it is rebuilt when Cargo.toml or Cargo.lock
 #    change, not on every source edit. The stub lib and main make `cargo build` compile every
 #    dependency (sqlite is bundled, TLS is rustls with aws-lc built by `cc`: no system
-#    libraries or cmake needed beyond the image's gcc).
-COPY Cargo.toml Cargo.lock ./
+#    libraries or cmake needed beyond the image's gcc). build.rs comes too: it writes the
+#    token-counting vocabularies from tiktoken-rs (a build dependency) into OUT_DIR.
+COPY Cargo.toml Cargo.lock build.rs ./
 RUN mkdir src \
     && echo 'fn main() {}' > src/main.rs \
     && touch src/lib.rs \

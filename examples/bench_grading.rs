@@ -8,7 +8,7 @@
 //! cargo run --release --example bench_grading                  # miss/hit table (2,000 per row, 8 concurrent)
 //! cargo run --release --example bench_grading -- table 5000 16
 //! cargo run --release --example bench_grading -- promptfoo     # 500 written answers of ~400 words
-//! cargo run --release --example bench_grading -- inflight 1000 2000 [LIMIT]  # 1,000 gradings held 2 s each
+//! cargo run --release --example bench_grading -- inflight 1000 2000 [LIMIT] [SAMPLES]  # 1,000 gradings held 2 s each
 //! ```
 //!
 //! `promptfoo` is the issue's comparison workload (promptfoo's llm-rubric grading 500 answers of
@@ -151,10 +151,15 @@ fn judgment(pv: &PromptVersion, quote: &str) -> String {
 }
 
 fn judge_for(base_url: &str, cached: bool) -> Arc<Judge> {
+    judge_with_samples(base_url, cached, 1)
+}
+
+fn judge_with_samples(base_url: &str, cached: bool, samples: u32) -> Arc<Judge> {
     let provider =
         OpenAiProvider::new(base_url, Some("sk-bench"), Duration::from_secs(60)).expect("provider");
     let settings = JudgeSettings {
-        samples: 1,
+        samples,
+        temperature: if samples > 1 { 0.7 } else { 0.0 },
         ..JudgeSettings::default()
     };
     let judge = Judge::with_model(Arc::new(provider), model(base_url), settings);
@@ -422,11 +427,11 @@ fn responder(delay: Duration) {
 
 /// N distinct gradings submitted at once, each answer held `delay` by the responder; at most
 /// `limit` run at once (`judge.max_in_flight`; 0 = no limit), the rest wait for a permit.
-async fn inflight(n: usize, delay: Duration, limit: usize) {
+async fn inflight(n: usize, delay: Duration, limit: usize, samples: u32) {
     let (pv, base, _) = system_design();
     let (mut child, url) = spawn_responder(delay);
     let judge = Arc::new(
-        Arc::try_unwrap(judge_for(&url, true))
+        Arc::try_unwrap(judge_with_samples(&url, true, samples))
             .unwrap_or_else(|_| unreachable!("a fresh judge has one owner"))
             .with_max_in_flight(limit),
     );
@@ -442,6 +447,9 @@ async fn inflight(n: usize, delay: Duration, limit: usize) {
             s.transcript
                 .text
                 .push_str(&format!("\nInterviewer: Thanks, that is all ({i}).\n"));
+            // Sized exactly, as a submission deserialized from a request or a row is: the
+            // caller's copy should not carry push_str's doubled capacity into the figure.
+            s.transcript.text.shrink_to_fit();
             s
         })
     };
@@ -450,10 +458,15 @@ async fn inflight(n: usize, delay: Duration, limit: usize) {
     let _ = child.kill();
     let _ = child.wait();
     println!(
-        "{n} gradings submitted at once, at most {} running (max_in_flight) ({} KB transcripts, \
-         answers held {} ms, responder in another process): all done in {:.2} s (latency min {:.0} ms, max {:.0} ms); RSS before \
+        "{n} gradings submitted at once, {samples} sample(s) each, at most {} provider calls in \
+         flight (max_in_flight) ({} KB transcripts, answers held {} ms, responder in another \
+         process): all done in {:.2} s (latency min {:.0} ms, max {:.0} ms); RSS before \
          {:.1} MiB, peak {:.1} MiB (+{:.1} MiB, {:.1} KiB per in-flight grading)",
-        if limit == 0 { n } else { limit.min(n) },
+        if limit == 0 {
+            n * samples as usize
+        } else {
+            limit.min(n * samples as usize)
+        },
         base.transcript.text.len() / 1024,
         delay.as_millis(),
         wall.as_secs_f64(),
@@ -485,10 +498,11 @@ fn main() {
             num(1, 1000).max(1),
             Duration::from_millis(num(2, 2000) as u64),
             num(3, grader::config::Config::default().judge.max_in_flight),
+            num(4, 1) as u32,
         )),
         Some("responder") => responder(Duration::from_millis(num(1, 0) as u64)),
         Some(other) => {
-            eprintln!("usage: bench_grading [table [N] [CONCURRENCY] | promptfoo [N] [CONCURRENCY] | inflight [N] [DELAY_MS] [MAX_IN_FLIGHT]] (got {other})");
+            eprintln!("usage: bench_grading [table [N] [CONCURRENCY] | promptfoo [N] [CONCURRENCY] | inflight [N] [DELAY_MS] [MAX_IN_FLIGHT] [SAMPLES]] (got {other})");
             std::process::exit(2);
         }
     }

@@ -75,11 +75,7 @@ struct SimJudge {
 impl Provider for SimJudge {
     async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
         self.calls.fetch_add(1, Ordering::Relaxed);
-        let user = request
-            .messages
-            .last()
-            .map(|m| m.content.as_str())
-            .unwrap_or("");
+        let user = request.messages.last().map(|m| &*m.content).unwrap_or("");
         let n: usize = user
             .split("item number ")
             .nth(1)

@@ -1,6 +1,6 @@
 //! Small throughput benchmarks, each the median of 5 timed runs after a warm-up:
 //!
-//! * token counting (tiktoken-rs through `llm::tokens`, o200k_base and cl100k_base) on the
+//! * token counting (`llm::bpe` through `llm::tokens`, o200k_base and cl100k_base) on the
 //!   shipped 11 KB transcript: tokens/s and MB/s;
 //! * metrics: recording one HTTP request (`service::Metrics::record_request`) and rendering
 //!   `/metrics` (service metrics + judge metrics, as the handler does) with realistic label

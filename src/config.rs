@@ -67,8 +67,10 @@ pub struct JudgeConfig {
     pub retry_max_ms: u64,
     /// The longest Retry-After we are willing to honour (seconds).
     pub max_retry_after_secs: u64,
-    /// Gradings one judge runs at once; more wait their turn, so a burst of synchronous
-    /// gradings queues instead of holding a request body and a connection each. 0 = no limit.
+    /// Provider calls one judge has in flight at once; a grading takes one per sample its
+    /// route sends at once and holds them for its whole run. More wait their turn, so a burst
+    /// of synchronous gradings queues instead of holding a request body and a connection
+    /// each (256 keeps 1,000 in-flight gradings under 100 MB; see BENCHMARKS.md). 0 = no limit.
     pub max_in_flight: usize,
 }
 

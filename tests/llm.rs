@@ -30,12 +30,12 @@ fn request() -> ChatRequest {
         max_tokens: 800,
         json_schema: Some((
             "judgment".into(),
-            json!({
+            std::sync::Arc::new(json!({
                 "type": "object",
                 "properties": {"score": {"type": "integer"}},
                 "required": ["score"],
                 "additionalProperties": false
-            }),
+            })),
         )),
         prompt_cache_key: Some("system_design@v1".into()),
     }

@@ -594,6 +594,11 @@ fn render_puts_the_static_system_message_first_and_the_transcript_in_the_data_bl
         ra.messages[0], rb.messages[0],
         "system message must not vary per candidate"
     );
+    // Not just equal: one shared string per prompt version, whatever the number of gradings.
+    assert!(std::sync::Arc::ptr_eq(
+        &ra.messages[0].content,
+        &rb.messages[0].content
+    ));
     let system = &ra.messages[0].content;
     assert!(
         system.contains("## retrieval: Retrieval design (1-4)"),
@@ -635,7 +640,7 @@ fn every_version_in_the_good_fixture_renders() {
     let reg = Registry::load(&data("good")).expect("loads");
     for v in reg.list() {
         let r = render(v, &sample_input("Candidate: hello")).expect("renders");
-        assert_eq!(r.messages[0].content, v.system_message().expect("system"));
+        assert_eq!(&*r.messages[0].content, v.system_message().expect("system"));
     }
 }
 

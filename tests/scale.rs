@@ -19,8 +19,7 @@
 mod support;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -30,9 +29,9 @@ use grader::store::SubmissionStatus;
 use serde_json::{json, Value};
 use support::db::{Backend, TestDb};
 use support::fixtures::judgment_for_request;
+use support::process::{self, Server, BIN};
 use support::{Scripted, StandIn};
 
-const BIN: &str = env!("CARGO_BIN_EXE_grader");
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 /// Distinct deliveries (= submissions).
 const N: usize = 2_000;
@@ -70,85 +69,7 @@ fn grader(db_url: &str, cwd: &std::path::Path, api_key: &str) -> Command {
 }
 
 fn admin(db_url: &str, cwd: &std::path::Path, args: &[&str]) {
-    let out = grader(db_url, cwd, "unused")
-        .arg("admin")
-        .args(args)
-        .output()
-        .expect("run grader admin");
-    assert!(
-        out.status.success(),
-        "grader admin {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A running `grader serve`.
-struct Server {
-    child: Child,
-    base: String,
-    pid: u32,
-}
-
-impl Server {
-    /// Starts one and waits for `listening on http://ADDR` (blocking; call off the runtime).
-    fn start(db_url: &str, cwd: &std::path::Path, api_key: &str) -> Server {
-        let mut child = grader(db_url, cwd, api_key)
-            .arg("serve")
-            .env("GRADER_ADDR", "127.0.0.1:0")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn grader serve");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(addr) = line.strip_prefix("listening on ") {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(addr.to_string());
-                    }
-                }
-            }
-        });
-        let base = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("grader serve printed `listening on http://ADDR`");
-        let pid = child.id();
-        Server { child, base, pid }
-    }
-
-    /// SIGTERM and wait for a clean exit (graceful: in-flight gradings finish or are released).
-    fn terminate(mut self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.pid.to_string()])
-            .status()
-            .expect("kill -TERM");
-        assert!(status.success());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                assert!(status.success(), "grader serve exited with {status}");
-                return;
-            }
-            assert!(Instant::now() < deadline, "grader serve did not stop");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// SIGKILL (`Child::kill`): no shutdown code runs, leases stay until they expire.
-    fn sigkill(mut self) {
-        self.child.kill().expect("SIGKILL");
-        let status = self.child.wait().expect("wait");
-        assert!(!status.success(), "killed, not exited: {status}");
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    process::admin(grader(db_url, cwd, "unused"), args);
 }
 
 /// What the stand-in provider saw and decided, per call.
@@ -382,7 +303,7 @@ shutdown_grace_secs = 5
     let start = |key: String| {
         let url = db.url.clone();
         let dir = cwd.path().to_path_buf();
-        tokio::task::spawn_blocking(move || Server::start(&url, &dir, &key))
+        tokio::task::spawn_blocking(move || Server::start(grader(&url, &dir, &key), &[]))
     };
     let mut servers = Vec::new();
     for i in 0..PROCESSES {

@@ -5,8 +5,7 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt};
@@ -14,8 +13,7 @@ use grader::store::SubmissionStatus;
 use serde_json::{json, Value};
 use support::app::submission_body;
 use support::db::{Backend, TestDb};
-
-const BIN: &str = env!("CARGO_BIN_EXE_grader");
+use support::process::{self, Server, BIN};
 
 /// A command with a clean environment: the given database, the repository's prompts, the
 /// offline judge (no model variables), and a working directory without a grader.toml.
@@ -36,78 +34,7 @@ fn grader(db_url: &str, cwd: &std::path::Path) -> Command {
 }
 
 fn admin(db_url: &str, cwd: &std::path::Path, args: &[&str]) -> String {
-    let out = grader(db_url, cwd)
-        .arg("admin")
-        .args(args)
-        .output()
-        .expect("run grader admin");
-    assert!(
-        out.status.success(),
-        "grader admin {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// A running `grader serve` and its base URL (parsed from `listening on http://ADDR`).
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    fn start(db_url: &str, cwd: &std::path::Path, workers: usize) -> Server {
-        let mut child = grader(db_url, cwd)
-            .args(["serve", "--workers", &workers.to_string()])
-            .env("GRADER_ADDR", "127.0.0.1:0")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn grader serve");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(addr) = line.strip_prefix("listening on ") {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(addr.to_string());
-                    }
-                }
-                // Keep draining so the server never blocks on a full pipe.
-            }
-        });
-        let base = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("grader serve printed `listening on http://ADDR`");
-        Server { child, base }
-    }
-
-    /// SIGTERM, then wait for a clean exit.
-    fn terminate(mut self) {
-        let pid = self.child.id().to_string();
-        let status = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill -TERM");
-        assert!(status.success());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                assert!(status.success(), "grader serve exited with {status}");
-                return;
-            }
-            assert!(Instant::now() < deadline, "grader serve did not stop");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    process::admin(grader(db_url, cwd), args)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -151,8 +78,8 @@ async fn two_processes_on_one_postgres_grade_each_submission_exactly_once() {
         "no key or secret in the audit log"
     );
 
-    let a = Server::start(&db.url, cwd.path(), 2);
-    let b = Server::start(&db.url, cwd.path(), 2);
+    let a = Server::start(grader(&db.url, cwd.path()), &["--workers", "2"]);
+    let b = Server::start(grader(&db.url, cwd.path()), &["--workers", "2"]);
     let client = reqwest::Client::new();
     for s in [&a, &b] {
         let r = client
@@ -291,7 +218,7 @@ async fn serve_on_sqlite_accepts_grades_and_stops_on_sigterm() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown role"));
 
-    let s = Server::start(&db.url, cwd.path(), 1);
+    let s = Server::start(grader(&db.url, cwd.path()), &["--workers", "1"]);
     let client = reqwest::Client::new();
     let resp = client
         .post(format!("{}/v1/submissions", s.base))

@@ -1,6 +1,8 @@
 //! Talking to models. `Provider` is the seam the judge depends on; `llm::openai` is the only
 //! place that knows async-openai. Retries, token counting and cost live here too.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
@@ -12,10 +14,22 @@ pub enum Role {
     Assistant,
 }
 
+/// One chat message. The content is shared, not owned: a grading's messages are cloned into
+/// every sample's request and repair turn, and the system message is one string per prompt
+/// version shared by every grading, so cloning a message never copies its text.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Message {
     pub role: Role,
-    pub content: String,
+    pub content: Arc<str>,
+}
+
+impl Message {
+    pub fn new(role: Role, content: impl Into<Arc<str>>) -> Message {
+        Message {
+            role,
+            content: content.into(),
+        }
+    }
 }
 
 /// One chat-completion request, provider-neutral.
@@ -27,9 +41,10 @@ pub struct ChatRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<i64>,
     pub max_tokens: u32,
-    /// Strict JSON-schema structured output: (schema name, schema).
+    /// Strict JSON-schema structured output: (schema name, schema). Shared: the schema is
+    /// built once per prompt version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub json_schema: Option<(String, serde_json::Value)>,
+    pub json_schema: Option<(String, Arc<serde_json::Value>)>,
     /// Sent as `prompt_cache_key` where the provider supports it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt_cache_key: Option<String>,
@@ -147,6 +162,7 @@ impl ModelConfig {
     }
 }
 
+pub mod bpe;
 pub mod breaker;
 pub mod cost;
 pub mod openai;

@@ -16,20 +16,13 @@ use std::time::{Duration, SystemTime};
 use async_openai::config::OpenAIConfig;
 use async_openai::error::OpenAIError;
 use async_openai::middleware::HttpRequestFactory;
-use async_openai::types::chat::{
-    ChatCompletionRequestAssistantMessage, ChatCompletionRequestMessage,
-    ChatCompletionRequestSystemMessage, ChatCompletionRequestUserMessage,
-    CreateChatCompletionRequest, CreateChatCompletionResponse, ResponseFormat,
-    ResponseFormatJsonSchema,
-};
+use async_openai::types::chat::CreateChatCompletionResponse;
 use async_openai::Client;
 use async_trait::async_trait;
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use serde_json::Value;
 
-use super::{
-    ChatRequest, ChatResponse, LlmError, Message, ModelConfig, Provider, Role, TokenUsage,
-};
+use super::{ChatRequest, ChatResponse, LlmError, Message, ModelConfig, Provider, TokenUsage};
 
 /// Where requests go when neither the model config nor `OPENAI_BASE_URL` says otherwise.
 pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
@@ -230,10 +223,12 @@ impl OpenAiProvider {
 #[async_trait]
 impl Provider for OpenAiProvider {
     async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
-        let body = to_openai_request(request, self.max_tokens_field);
+        let body = wire_request(request, self.max_tokens_field);
         // The timeout covers the whole exchange, body download included (async-openai reads
         // the body after our transport returns), and dropping the future aborts the request.
-        let outcome = tokio::time::timeout(self.timeout, self.client.chat().create(body)).await;
+        let chat = self.client.chat();
+        let call = chat.create_byot::<_, CreateChatCompletionResponse>(&body);
+        let outcome = tokio::time::timeout(self.timeout, call).await;
         match outcome {
             Err(_elapsed) => Err(LlmError::Timeout(self.timeout)),
             Ok(Ok(response)) => from_openai_response(response),
@@ -284,45 +279,71 @@ pub fn is_reasoning_model(model: &str) -> bool {
     family("o1") || family("o3") || family("o4") || id.starts_with("gpt-5")
 }
 
-/// Our neutral request as async-openai's. `temperature` is left out for reasoning models
-/// (they only accept the default and would answer 400); the strict JSON schema becomes
-/// `response_format: {type: json_schema, json_schema: {name, schema, strict: true}}`.
-#[allow(deprecated)] // `max_tokens` and `seed` are deprecated upstream but still what servers read.
-fn to_openai_request(req: &ChatRequest, field: MaxTokensField) -> CreateChatCompletionRequest {
+/// The request body as sent: a borrowed view of our [`ChatRequest`], serialized straight into
+/// the body by async-openai's bring-your-own-types entry point (`create_byot`). Building
+/// async-openai's own request type instead would copy every message (the system message is
+/// most of the body) once more per call; the view copies nothing, and the body is the only
+/// copy of the text a call holds while it waits for the answer. `temperature` is left out for
+/// reasoning models (they only accept the default and would answer 400); the strict JSON
+/// schema becomes `response_format: {type: json_schema, json_schema: {name, schema, strict:
+/// true}}`. A test checks it serializes exactly as async-openai's
+/// `CreateChatCompletionRequest` would.
+#[derive(serde::Serialize)]
+struct WireRequest<'a> {
+    model: &'a str,
+    messages: &'a [Message],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_completion_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_format: Option<WireFormat<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seed: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prompt_cache_key: Option<&'a str>,
+}
+
+#[derive(serde::Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum WireFormat<'a> {
+    JsonSchema { json_schema: WireSchema<'a> },
+}
+
+#[derive(serde::Serialize)]
+struct WireSchema<'a> {
+    name: &'a str,
+    schema: &'a Value,
+    strict: bool,
+}
+
+fn wire_request(req: &ChatRequest, field: MaxTokensField) -> WireRequest<'_> {
     let reasoning = is_reasoning_model(&req.model);
     let completion_field = match field {
         MaxTokensField::Auto => reasoning,
         MaxTokensField::MaxTokens => false,
         MaxTokensField::MaxCompletionTokens => true,
     };
-    CreateChatCompletionRequest {
-        model: req.model.clone(),
-        messages: req.messages.iter().map(to_openai_message).collect(),
-        temperature: (!reasoning).then_some(req.temperature),
-        seed: req.seed,
+    WireRequest {
+        model: &req.model,
+        messages: &req.messages,
         max_tokens: (!completion_field).then_some(req.max_tokens),
         max_completion_tokens: completion_field.then_some(req.max_tokens),
-        response_format: req.json_schema.as_ref().map(|(name, schema)| {
-            ResponseFormat::JsonSchema {
-                json_schema: ResponseFormatJsonSchema {
-                    description: None,
-                    name: name.clone(),
-                    schema: schema.clone(),
-                    strict: Some(true),
+        temperature: (!reasoning).then_some(req.temperature),
+        response_format: req
+            .json_schema
+            .as_ref()
+            .map(|(name, schema)| WireFormat::JsonSchema {
+                json_schema: WireSchema {
+                    name,
+                    schema,
+                    strict: true,
                 },
-            }
-        }),
-        prompt_cache_key: req.prompt_cache_key.clone(),
-        ..Default::default()
-    }
-}
-
-fn to_openai_message(message: &Message) -> ChatCompletionRequestMessage {
-    let content = message.content.clone();
-    match message.role {
-        Role::System => ChatCompletionRequestSystemMessage::from(content).into(),
-        Role::User => ChatCompletionRequestUserMessage::from(content).into(),
-        Role::Assistant => ChatCompletionRequestAssistantMessage::from(content).into(),
+            }),
+        seed: req.seed,
+        prompt_cache_key: req.prompt_cache_key.as_deref(),
     }
 }
 
@@ -591,6 +612,7 @@ impl tower::Service<HttpRequestFactory> for Transport {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::llm::Role;
 
     fn cfg() -> ModelConfig {
         ModelConfig {
@@ -629,18 +651,100 @@ mod tests {
             temperature: 0.2,
             seed: Some(7),
             max_tokens: 500,
-            json_schema: Some(("judgment".into(), serde_json::json!({"type": "object"}))),
+            json_schema: Some((
+                "judgment".into(),
+                std::sync::Arc::new(serde_json::json!({"type": "object"})),
+            )),
             prompt_cache_key: Some("stage:v1".into()),
+        }
+    }
+
+    /// async-openai's own request type, built the way this module used to build it: the
+    /// reference [`wire_request`] must serialize identically to.
+    #[allow(deprecated)]
+    fn reference_request(req: &ChatRequest, field: MaxTokensField) -> Value {
+        use async_openai::types::chat::{
+            ChatCompletionRequestAssistantMessage, ChatCompletionRequestMessage,
+            ChatCompletionRequestSystemMessage, ChatCompletionRequestUserMessage,
+            CreateChatCompletionRequest, ResponseFormat, ResponseFormatJsonSchema,
+        };
+        let reasoning = is_reasoning_model(&req.model);
+        let completion_field = match field {
+            MaxTokensField::Auto => reasoning,
+            MaxTokensField::MaxTokens => false,
+            MaxTokensField::MaxCompletionTokens => true,
+        };
+        let message = |m: &Message| -> ChatCompletionRequestMessage {
+            let content = m.content.to_string();
+            match m.role {
+                Role::System => ChatCompletionRequestSystemMessage::from(content).into(),
+                Role::User => ChatCompletionRequestUserMessage::from(content).into(),
+                Role::Assistant => ChatCompletionRequestAssistantMessage::from(content).into(),
+            }
+        };
+        // Through the text, as the body is: serializing an f32 into a `Value` widens it to
+        // 0.20000000298…, while the body says 0.2 either way.
+        let body = serde_json::to_string(&CreateChatCompletionRequest {
+            model: req.model.clone(),
+            messages: req.messages.iter().map(message).collect(),
+            temperature: (!reasoning).then_some(req.temperature),
+            seed: req.seed,
+            max_tokens: (!completion_field).then_some(req.max_tokens),
+            max_completion_tokens: completion_field.then_some(req.max_tokens),
+            response_format: req.json_schema.as_ref().map(|(name, schema)| {
+                ResponseFormat::JsonSchema {
+                    json_schema: ResponseFormatJsonSchema {
+                        description: None,
+                        name: name.clone(),
+                        schema: (**schema).clone(),
+                        strict: Some(true),
+                    },
+                }
+            }),
+            prompt_cache_key: req.prompt_cache_key.clone(),
+            ..Default::default()
+        })
+        .unwrap();
+        serde_json::from_str(&body).unwrap()
+    }
+
+    fn to_openai_request(req: &ChatRequest, field: MaxTokensField) -> Value {
+        serde_json::to_value(wire_request(req, field)).unwrap()
+    }
+
+    #[test]
+    fn wire_body_equals_async_openai_serialization() {
+        let mut cases = Vec::new();
+        for model in ["gpt-4o-mini", "o3-mini", "llama3"] {
+            for field in [
+                MaxTokensField::Auto,
+                MaxTokensField::MaxTokens,
+                MaxTokensField::MaxCompletionTokens,
+            ] {
+                let mut bare = request(model);
+                bare.seed = None;
+                bare.json_schema = None;
+                bare.prompt_cache_key = None;
+                bare.messages[1].content = "quote \" \\ \n \u{1F600} é".into();
+                cases.push((request(model), field));
+                cases.push((bare, field));
+            }
+        }
+        for (req, field) in &cases {
+            let ours = serde_json::to_string(&wire_request(req, *field)).unwrap();
+            let theirs = reference_request(req, *field);
+            assert_eq!(
+                serde_json::from_str::<Value>(&ours).unwrap(),
+                theirs,
+                "{} {field:?}",
+                req.model
+            );
         }
     }
 
     #[test]
     fn request_json_has_what_servers_read() {
-        let body = serde_json::to_value(to_openai_request(
-            &request("gpt-4o-mini"),
-            MaxTokensField::Auto,
-        ))
-        .unwrap();
+        let body = to_openai_request(&request("gpt-4o-mini"), MaxTokensField::Auto);
         assert_eq!(body["model"], "gpt-4o-mini");
         assert_eq!(body["messages"][0]["role"], "system");
         assert_eq!(body["messages"][0]["content"], "rubric");
@@ -663,17 +767,11 @@ mod tests {
 
     #[test]
     fn reasoning_models_get_max_completion_tokens_and_no_temperature() {
-        let body =
-            serde_json::to_value(to_openai_request(&request("o3-mini"), MaxTokensField::Auto))
-                .unwrap();
+        let body = to_openai_request(&request("o3-mini"), MaxTokensField::Auto);
         assert_eq!(body["max_completion_tokens"], 500);
         assert!(body.get("max_tokens").is_none());
         assert!(body.get("temperature").is_none());
-        let forced = serde_json::to_value(to_openai_request(
-            &request("llama3"),
-            MaxTokensField::MaxCompletionTokens,
-        ))
-        .unwrap();
+        let forced = to_openai_request(&request("llama3"), MaxTokensField::MaxCompletionTokens);
         assert_eq!(forced["max_completion_tokens"], 500);
         assert!(is_reasoning_model("gpt-5-mini"));
         assert!(is_reasoning_model("openai/o1"));

@@ -101,7 +101,7 @@ impl PromptVersion {
     /// The rendered system message. It depends only on this version, so it is rendered once
     /// and reused for every candidate (and is what providers cache as a prefix).
     pub fn system_message(&self) -> Result<&str, PromptError> {
-        Ok(self.compiled()?.system.as_str())
+        Ok(&self.compiled()?.system)
     }
 
     pub(crate) fn compiled(&self) -> Result<&Compiled, PromptError> {

@@ -45,7 +45,8 @@ pub struct Rendered {
 pub(crate) struct Compiled {
     pub(crate) env: Environment<'static>,
     pub(crate) static_ctx: Value,
-    pub(crate) system: String,
+    /// Shared by every grading's messages (one copy per prompt version, not per grading).
+    pub(crate) system: std::sync::Arc<str>,
 }
 
 #[derive(Serialize)]
@@ -164,7 +165,7 @@ pub(crate) fn compile(file: &PromptFile) -> Result<Compiled, (&'static str, Stri
     Ok(Compiled {
         env,
         static_ctx,
-        system,
+        system: system.into(),
     })
 }
 
@@ -209,7 +210,7 @@ pub fn render(pv: &PromptVersion, input: &RenderInput) -> Result<Rendered, Promp
             },
             Message {
                 role: Role::User,
-                content: user,
+                content: user.into(),
             },
         ],
         boundary,

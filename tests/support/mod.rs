@@ -5,6 +5,7 @@
 pub mod app;
 pub mod browser;
 pub mod db;
+pub mod process;
 pub mod standin;
 
 pub use standin::{Recorded, Scripted, StandIn};
