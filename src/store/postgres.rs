@@ -37,8 +37,9 @@ use super::common::{
 };
 use super::{
     redact_url, ApiKeyRecord, AuditEntry, CalibrationFilter, CalibrationMapRecord, CalibrationRow,
-    CallbackAttempt, CallbackNext, HumanGrade, LeasedJob, NewSubmission, PendingCallback, Role,
-    Store, StoreError, SubmissionRecord, SubmissionStatus, Tenant, TenantSettings,
+    CallbackAttempt, CallbackNext, HumanGrade, LeasedJob, NewSubmission, PendingCallback,
+    ReportSummary, Role, Store, StoreError, SubmissionRecord, SubmissionStatus, Tenant,
+    TenantSettings,
 };
 use crate::budget::{Spent, UsageFilter, UsageRecord, UsageSummaryRow};
 use crate::domain::{GradeReport, Stage};
@@ -72,6 +73,11 @@ static MIGRATIONS: &[Migration] = &[
         version: 4,
         name: "callback_outbox",
         sql: include_str!("../../migrations/postgres/0004_callback_outbox.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "queue_summary",
+        sql: include_str!("../../migrations/postgres/0005_queue_summary.sql"),
     },
 ];
 
@@ -787,14 +793,20 @@ impl Store for PostgresStore {
         };
         let submission_id: String = job.try_get("submission_id")?;
         let tenant_id: String = job.try_get("tenant_id")?;
-        let input_sha256: String = sqlx::query(
-            "UPDATE submissions SET report = $1::json, status = 'graded', error = NULL, \
-                 updated_at = $2 \
-             WHERE id = $3 RETURNING input_sha256",
+        let summary = ReportSummary::of(report);
+        let input_sha256: String = bind_summary!(
+            sqlx::query(
+                "UPDATE submissions SET report = $1::json, status = 'graded', error = NULL, \
+                     updated_at = $2, report_prompt = $4, report_prompt_id = $5, \
+                     injection_suspected = $6, red_flags = $7, needs_review = $8, \
+                     min_confidence = $9, escalated = $10 \
+                 WHERE id = $3 RETURNING input_sha256",
+            )
+            .bind(&report_json)
+            .bind(at)
+            .bind(&submission_id),
+            &summary
         )
-        .bind(&report_json)
-        .bind(at)
-        .bind(&submission_id)
         .fetch_one(&mut *tx)
         .await?
         .try_get("input_sha256")?;
@@ -834,23 +846,30 @@ impl Store for PostgresStore {
         let graded = PendingGraded::new(new, report)?;
         let item = &graded.item;
         let new = &item.new;
+        let summary = ReportSummary::of(report);
         let mut tx = self.pool.begin().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO submissions (id, tenant_id, stage, status, source, delivery_id, \
-                 prompt, submission, report, attempts, input_sha256, created_at, updated_at) \
-             VALUES ($1, $2, $3, 'graded', $4, $5, $6, $7, $8::json, 1, $9, $10, $10) \
-             ON CONFLICT ON CONSTRAINT submissions_delivery_key DO NOTHING",
+        let inserted = bind_summary!(
+            sqlx::query(
+                "INSERT INTO submissions (id, tenant_id, stage, status, source, delivery_id, \
+                     prompt, submission, report, attempts, input_sha256, created_at, updated_at, \
+                     report_prompt, report_prompt_id, injection_suspected, red_flags, \
+                     needs_review, min_confidence, escalated) \
+                 VALUES ($1, $2, $3, 'graded', $4, $5, $6, $7, $8::json, 1, $9, $10, $10, \
+                     $11, $12, $13, $14, $15, $16, $17) \
+                 ON CONFLICT ON CONSTRAINT submissions_delivery_key DO NOTHING",
+            )
+            .bind(&item.id)
+            .bind(&new.tenant_id)
+            .bind(new.submission.stage.as_str())
+            .bind(&new.source)
+            .bind(&new.delivery_id)
+            .bind(&new.prompt)
+            .bind(&item.body)
+            .bind(&graded.report_json)
+            .bind(&new.input_sha256)
+            .bind(item.at),
+            &summary
         )
-        .bind(&item.id)
-        .bind(&new.tenant_id)
-        .bind(new.submission.stage.as_str())
-        .bind(&new.source)
-        .bind(&new.delivery_id)
-        .bind(&new.prompt)
-        .bind(&item.body)
-        .bind(&graded.report_json)
-        .bind(&new.input_sha256)
-        .bind(item.at)
         .execute(&mut *tx)
         .await
         .map_err(|e| insert_error(e, "submission", &format!("tenant {}", new.tenant_id)))?
@@ -1475,44 +1494,42 @@ impl Store for PostgresStore {
         limit: u32,
         offset: u32,
     ) -> Result<Vec<super::QueueItem>, StoreError> {
+        // Only the summary columns (migration 0005): a range scan of the tenant's
+        // (tenant_id, created_at) index entries and their small heap rows (the report and
+        // body are TOASTed out of line and never read); human grades are looked up for the
+        // status filter (EXISTS) and counted for the page's rows only.
         let rows = sqlx::query(
-            // The report is `json` (text): every `->` would parse it again, transcript and
-            // all. So it is cast to jsonb once per row (the lateral subquery's OFFSET 0 keeps
-            // the planner from inlining the cast into every use) and the queue's few small
-            // fields are read from that; `q` is materialized with only those.
-            "WITH q AS MATERIALIZED ( \
-               SELECT s.id, s.stage, s.status, s.created_at, \
-                 COALESCE((x.r->'prompt'->>'id') || '@' || (x.r->'prompt'->>'version'), \
-                   s.prompt) AS prompt, \
-                 COALESCE(x.r->'prompt'->>'id', split_part(s.prompt, '@', 1)) AS prompt_id, \
-                 COALESCE((x.r->'guard'->>'injection_suspected')::boolean, false) AS inj, \
-                 (SELECT COUNT(*) FROM jsonb_array_elements(COALESCE(x.r->'flags', '[]'::jsonb)) f \
-                   WHERE f->>'kind' = 'red') AS reds, \
-                 COALESCE((x.r->>'needs_review')::boolean, false) AS nr, \
-                 COALESCE((SELECT MIN((c->>'confidence')::float8) \
-                   FROM jsonb_array_elements(COALESCE(x.r->'scores', '[]'::jsonb)) c) < $3, \
-                   false) AS lowconf, \
-                 COALESCE((x.r->'judge'->>'escalated')::boolean, false) AS esc, \
-                 (SELECT COUNT(*) FROM human_grades h \
-                   WHERE h.tenant_id = s.tenant_id AND h.submission_id = s.id) AS n_grades, \
-                 (SELECT COUNT(*) FROM human_grades h \
-                   WHERE h.tenant_id = s.tenant_id AND h.submission_id = s.id \
-                     AND h.rater = $4::text) AS my_grades \
+            "WITH q AS ( \
+               SELECT s.id, s.tenant_id, s.stage, s.status, s.created_at, \
+                 COALESCE(s.report_prompt, s.prompt) AS prompt, \
+                 COALESCE(s.report_prompt_id, split_part(s.prompt, '@', 1)) AS prompt_id, \
+                 s.injection_suspected AS inj, s.red_flags::int8 AS reds, s.needs_review AS nr, \
+                 COALESCE(s.min_confidence < $3, false) AS lowconf, s.escalated AS esc \
                FROM submissions s \
-               CROSS JOIN LATERAL (SELECT s.report::jsonb AS r OFFSET 0) x \
                WHERE s.tenant_id = $1 AND ($2::text IS NULL OR s.stage = $2) \
-             ), r AS ( \
+             ), page AS ( \
                SELECT q.*, CASE WHEN inj THEN 0 WHEN reds > 0 THEN 1 WHEN nr THEN 2 \
-                 WHEN lowconf THEN 3 WHEN esc THEN 4 ELSE 5 END AS priority FROM q \
+                 WHEN lowconf THEN 3 WHEN esc THEN 4 ELSE 5 END AS priority \
+               FROM q \
+               WHERE ($5::text IS NULL OR prompt = $5 OR prompt_id = $5) \
+                 AND ($6::text IS NULL \
+                   OR ($6 IN ('queued', 'grading', 'graded', 'dead') AND status = $6) \
+                   OR ($6 = 'needs_review' AND nr) \
+                   OR ($6 = 'unreviewed' AND status = 'graded' AND NOT EXISTS ( \
+                     SELECT 1 FROM human_grades h \
+                     WHERE h.tenant_id = q.tenant_id AND h.submission_id = q.id)) \
+                   OR ($6 = 'reviewed' AND EXISTS ( \
+                     SELECT 1 FROM human_grades h \
+                     WHERE h.tenant_id = q.tenant_id AND h.submission_id = q.id))) \
+               ORDER BY priority, created_at DESC, id DESC LIMIT $7 OFFSET $8 \
              ) \
-             SELECT * FROM r \
-             WHERE ($5::text IS NULL OR prompt = $5 OR prompt_id = $5) \
-               AND ($6::text IS NULL \
-                 OR ($6 IN ('queued', 'grading', 'graded', 'dead') AND status = $6) \
-                 OR ($6 = 'needs_review' AND nr) \
-                 OR ($6 = 'unreviewed' AND status = 'graded' AND n_grades = 0) \
-                 OR ($6 = 'reviewed' AND n_grades > 0)) \
-             ORDER BY priority, created_at DESC, id DESC LIMIT $7 OFFSET $8",
+             SELECT page.*, \
+               (SELECT COUNT(*) FROM human_grades h \
+                 WHERE h.tenant_id = page.tenant_id AND h.submission_id = page.id) AS n_grades, \
+               (SELECT COUNT(*) FROM human_grades h \
+                 WHERE h.tenant_id = page.tenant_id AND h.submission_id = page.id \
+                   AND h.rater = $4::text) AS my_grades \
+             FROM page ORDER BY priority, created_at DESC, id DESC",
         )
         .bind(tenant_id)
         .bind(filter.stage.map(|s| s.as_str()))

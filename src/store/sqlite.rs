@@ -44,8 +44,9 @@ use super::common::{
 };
 use super::{
     ApiKeyRecord, AuditEntry, CalibrationFilter, CalibrationMapRecord, CalibrationRow,
-    CallbackAttempt, CallbackNext, HumanGrade, LeasedJob, NewSubmission, PendingCallback, Role,
-    Store, StoreError, SubmissionRecord, SubmissionStatus, Tenant, TenantSettings,
+    CallbackAttempt, CallbackNext, HumanGrade, LeasedJob, NewSubmission, PendingCallback,
+    ReportSummary, Role, Store, StoreError, SubmissionRecord, SubmissionStatus, Tenant,
+    TenantSettings,
 };
 use crate::budget::{Spent, UsageFilter, UsageRecord, UsageSummaryRow};
 use crate::domain::{GradeReport, Stage};
@@ -77,6 +78,11 @@ static MIGRATIONS: &[Migration] = &[
         version: 4,
         name: "callback_outbox",
         sql: include_str!("../../migrations/sqlite/0004_callback_outbox.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "queue_summary",
+        sql: include_str!("../../migrations/sqlite/0005_queue_summary.sql"),
     },
 ];
 
@@ -826,13 +832,20 @@ impl Store for SqliteStore {
         };
         let submission_id: String = job.try_get("submission_id")?;
         let tenant_id: String = job.try_get("tenant_id")?;
-        let input_sha256: String = sqlx::query(
-            "UPDATE submissions SET report = $1, status = 'graded', error = NULL, updated_at = $2 \
-             WHERE id = $3 RETURNING input_sha256",
+        let summary = ReportSummary::of(report);
+        let input_sha256: String = bind_summary!(
+            sqlx::query(
+                "UPDATE submissions SET report = $1, status = 'graded', error = NULL, \
+                     updated_at = $2, report_prompt = $4, report_prompt_id = $5, \
+                     injection_suspected = $6, red_flags = $7, needs_review = $8, \
+                     min_confidence = $9, escalated = $10 \
+                 WHERE id = $3 RETURNING input_sha256",
+            )
+            .bind(&report_json)
+            .bind(&at_s)
+            .bind(&submission_id),
+            &summary
         )
-        .bind(&report_json)
-        .bind(&at_s)
-        .bind(&submission_id)
         .fetch_one(&mut *tx)
         .await?
         .try_get("input_sha256")?;
@@ -873,23 +886,30 @@ impl Store for SqliteStore {
         let item = &graded.item;
         let new = &item.new;
         let at_s = ts(&item.at);
+        let summary = ReportSummary::of(report);
         let mut tx = self.begin_write().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO submissions (id, tenant_id, stage, status, source, delivery_id, prompt, \
-                 submission, report, attempts, input_sha256, created_at, updated_at) \
-             VALUES ($1, $2, $3, 'graded', $4, $5, $6, $7, $8, 1, $9, $10, $10) \
-             ON CONFLICT (tenant_id, source, delivery_id) DO NOTHING",
+        let inserted = bind_summary!(
+            sqlx::query(
+                "INSERT INTO submissions (id, tenant_id, stage, status, source, delivery_id, \
+                     prompt, submission, report, attempts, input_sha256, created_at, updated_at, \
+                     report_prompt, report_prompt_id, injection_suspected, red_flags, \
+                     needs_review, min_confidence, escalated) \
+                 VALUES ($1, $2, $3, 'graded', $4, $5, $6, $7, $8, 1, $9, $10, $10, \
+                     $11, $12, $13, $14, $15, $16, $17) \
+                 ON CONFLICT (tenant_id, source, delivery_id) DO NOTHING",
+            )
+            .bind(&item.id)
+            .bind(&new.tenant_id)
+            .bind(new.submission.stage.as_str())
+            .bind(&new.source)
+            .bind(&new.delivery_id)
+            .bind(&new.prompt)
+            .bind(&item.body)
+            .bind(&graded.report_json)
+            .bind(&new.input_sha256)
+            .bind(&at_s),
+            &summary
         )
-        .bind(&item.id)
-        .bind(&new.tenant_id)
-        .bind(new.submission.stage.as_str())
-        .bind(&new.source)
-        .bind(&new.delivery_id)
-        .bind(&new.prompt)
-        .bind(&item.body)
-        .bind(&graded.report_json)
-        .bind(&new.input_sha256)
-        .bind(&at_s)
         .execute(&mut *tx)
         .await
         .map_err(|e| insert_error(e, "submission", &format!("tenant {}", new.tenant_id)))?
@@ -1554,49 +1574,42 @@ impl Store for SqliteStore {
         limit: u32,
         offset: u32,
     ) -> Result<Vec<super::QueueItem>, StoreError> {
-        // Parsing the report (transcript included) is the cost of this query, so each row's
-        // report is parsed once: one multi-path json_extract pulls the few small parts the
-        // queue needs into `j`, materialized so the planner cannot inline it back into every
-        // use. JSON booleans come out as 1/0; a missing report gives NULL.
+        // Only the summary columns (migration 0005), all in submissions_queue_idx, so the
+        // tenant's rows are one covering-index range scan; human grades are looked up for the
+        // status filter (EXISTS) and counted for the page's rows only.
         let rows = sqlx::query(
-            "WITH b AS MATERIALIZED ( \
-               SELECT s.id, s.tenant_id, s.stage, s.status, s.created_at, s.prompt AS req_prompt, \
-                 json_extract(s.report, '$.prompt.id', '$.prompt.version', \
-                   '$.guard.injection_suspected', '$.needs_review', '$.judge.escalated', \
-                   '$.flags', '$.scores') AS j \
+            "WITH q AS ( \
+               SELECT s.id, s.tenant_id, s.stage, s.status, s.created_at, \
+                 COALESCE(s.report_prompt, s.prompt) AS prompt, \
+                 COALESCE(s.report_prompt_id, \
+                          substr(s.prompt, 1, instr(s.prompt || '@', '@') - 1)) AS prompt_id, \
+                 s.injection_suspected AS inj, s.red_flags AS reds, s.needs_review AS nr, \
+                 COALESCE(s.min_confidence < $3, 0) AS lowconf, s.escalated AS esc \
                FROM submissions s \
                WHERE s.tenant_id = $1 AND ($2 IS NULL OR s.stage = $2) \
-             ), q AS MATERIALIZED ( \
-               SELECT b.id, b.stage, b.status, b.created_at, \
-                 COALESCE(json_extract(j, '$[0]') || '@' || json_extract(j, '$[1]'), req_prompt) \
-                   AS prompt, \
-                 COALESCE(json_extract(j, '$[0]'), \
-                          substr(req_prompt, 1, instr(req_prompt || '@', '@') - 1)) AS prompt_id, \
-                 COALESCE(json_extract(j, '$[2]'), 0) AS inj, \
-                 (SELECT COUNT(*) FROM json_each(j, '$[5]') f \
-                   WHERE json_extract(f.value, '$.kind') = 'red') AS reds, \
-                 COALESCE(json_extract(j, '$[3]'), 0) AS nr, \
-                 COALESCE((SELECT MIN(json_extract(c.value, '$.confidence')) \
-                   FROM json_each(j, '$[6]') c) < $3, 0) AS lowconf, \
-                 COALESCE(json_extract(j, '$[4]'), 0) AS esc, \
-                 (SELECT COUNT(*) FROM human_grades h \
-                   WHERE h.tenant_id = b.tenant_id AND h.submission_id = b.id) AS n_grades, \
-                 (SELECT COUNT(*) FROM human_grades h \
-                   WHERE h.tenant_id = b.tenant_id AND h.submission_id = b.id \
-                     AND h.rater = $4) AS my_grades \
-               FROM b \
-             ), r AS ( \
+             ), page AS ( \
                SELECT q.*, CASE WHEN inj THEN 0 WHEN reds > 0 THEN 1 WHEN nr THEN 2 \
-                 WHEN lowconf THEN 3 WHEN esc THEN 4 ELSE 5 END AS priority FROM q \
+                 WHEN lowconf THEN 3 WHEN esc THEN 4 ELSE 5 END AS priority \
+               FROM q \
+               WHERE ($5 IS NULL OR prompt = $5 OR prompt_id = $5) \
+                 AND ($6 IS NULL \
+                   OR ($6 IN ('queued', 'grading', 'graded', 'dead') AND status = $6) \
+                   OR ($6 = 'needs_review' AND nr) \
+                   OR ($6 = 'unreviewed' AND status = 'graded' AND NOT EXISTS ( \
+                     SELECT 1 FROM human_grades h \
+                     WHERE h.tenant_id = q.tenant_id AND h.submission_id = q.id)) \
+                   OR ($6 = 'reviewed' AND EXISTS ( \
+                     SELECT 1 FROM human_grades h \
+                     WHERE h.tenant_id = q.tenant_id AND h.submission_id = q.id))) \
+               ORDER BY priority, created_at DESC, id DESC LIMIT $7 OFFSET $8 \
              ) \
-             SELECT * FROM r \
-             WHERE ($5 IS NULL OR prompt = $5 OR prompt_id = $5) \
-               AND ($6 IS NULL \
-                 OR ($6 IN ('queued', 'grading', 'graded', 'dead') AND status = $6) \
-                 OR ($6 = 'needs_review' AND nr) \
-                 OR ($6 = 'unreviewed' AND status = 'graded' AND n_grades = 0) \
-                 OR ($6 = 'reviewed' AND n_grades > 0)) \
-             ORDER BY priority, created_at DESC, id DESC LIMIT $7 OFFSET $8",
+             SELECT page.*, \
+               (SELECT COUNT(*) FROM human_grades h \
+                 WHERE h.tenant_id = page.tenant_id AND h.submission_id = page.id) AS n_grades, \
+               (SELECT COUNT(*) FROM human_grades h \
+                 WHERE h.tenant_id = page.tenant_id AND h.submission_id = page.id \
+                   AND h.rater = $4) AS my_grades \
+             FROM page ORDER BY priority, created_at DESC, id DESC",
         )
         .bind(tenant_id)
         .bind(filter.stage.map(|s| s.as_str()))
