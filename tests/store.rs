@@ -13,14 +13,14 @@ use chrono::{TimeDelta, Utc};
 use grader::budget::{MemoryLedger, Spent, StoreLedger, UsageFilter, UsageLedger, UsageRecord};
 use grader::domain::{
     CacheStatus, DimensionScore, Format, GradeReport, GuardInfo, JudgeInfo, PromptRef,
-    Recommendation, ReportStatus, Scale, SkillProfile, Speaker, Stage, Submission, Transcript,
-    Turn, Usage,
+    Recommendation, ReportStatus, Scale, SkillProfile, Stage, Transcript, Usage,
 };
 use grader::store::{
     self, AuditEntry, CalibrationFilter, CalibrationMapRecord, CallbackAttempt, HumanGrade,
     NewSubmission, Role, Store, StoreError, SubmissionStatus, TenantSettings,
 };
 use support::db::TestDb;
+use support::fixtures::submission;
 
 /// Runs each named test against SQLite and PostgreSQL.
 macro_rules! store_tests {
@@ -68,30 +68,6 @@ store_tests!(
 );
 
 // ---------------------------------------------------------------- fixtures
-
-fn submission(tenant: &str, stage: Stage, text: &str) -> Submission {
-    let line = format!("Candidate: {text}\n");
-    Submission {
-        tenant: tenant.to_string(),
-        stage,
-        question: Some("Design a RAG system for support tickets.".into()),
-        transcript: Transcript {
-            format: Format::Speaker,
-            turns: vec![Turn {
-                speaker: Speaker::Candidate,
-                text: text.to_string(),
-                start: "Candidate: ".chars().count(),
-                end: line.chars().count() - 1,
-                start_ms: None,
-                end_ms: None,
-            }],
-            text: line,
-        },
-        candidate: None,
-        external_id: Some("ext-1".into()),
-        metadata: serde_json::json!({"job": "llm-engineer"}),
-    }
-}
 
 fn new_sub(tenant_id: &str, source: &str, delivery: Option<&str>) -> NewSubmission {
     NewSubmission {

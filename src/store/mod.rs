@@ -219,6 +219,37 @@ pub struct SubmissionRecord {
     pub updated_at: DateTime<Utc>,
 }
 
+/// An idempotency key held by one synchronous grading (`POST /v1/grade`) while it grades:
+/// a `submissions` row with status `grading`, no job and no report, whose `token` names the
+/// current owner and which may be taken over after `expires_at` (migration 0006). The owner
+/// replaces it with the graded row ([`Store::store_graded`]) or gives it back
+/// ([`Store::release_claim`]). Job workers never see claims: they have no job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyClaim {
+    /// The claim row's id (not the report's: the graded row that replaces it has that).
+    pub submission_id: String,
+    pub token: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The row holding a (tenant, source, delivery id): the submission, the sha256 of the request
+/// body that created it, and, while it is a claim in progress, the claim.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyHolder {
+    pub record: SubmissionRecord,
+    pub input_sha256: String,
+    pub claim: Option<KeyClaim>,
+}
+
+/// What [`Store::claim_delivery`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClaimOutcome {
+    /// The caller inserted the claim and owns the grading.
+    Claimed(KeyClaim),
+    /// The key is held: by a claim in progress, a graded submission, or an asynchronous one.
+    Taken(Box<KeyHolder>),
+}
+
 /// A job leased by a worker until `lease_until`; after that another worker may take it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LeasedJob {
@@ -422,7 +453,11 @@ pub trait Store: Send + Sync {
     /// `sync:<source>`, the `complete_job` detail plus `"sync": true`), in one transaction.
     /// The submission's id is `report.id`, so the report's id is also the submission's.
     /// Idempotent like `enqueue`: when (tenant, source, delivery id) is taken, the earlier
-    /// record is returned and nothing is written. `NotFound` for an unknown tenant,
+    /// record is returned and nothing is written; except that a claim on it
+    /// ([`Store::claim_delivery`], whoever's) is replaced in the same transaction: deleted and
+    /// the graded row inserted, so the key always has exactly one row, and the first grading
+    /// to finish is the one stored (a claim that was taken over after expiring is superseded;
+    /// its owner then finds this report and answers it). `NotFound` for an unknown tenant,
     /// `Conflict` when a submission with the report's id exists.
     async fn store_graded(
         &self,
@@ -438,6 +473,37 @@ pub trait Store: Send + Sync {
         source: &str,
         delivery_id: &str,
     ) -> Result<Option<(SubmissionRecord, String)>, StoreError>;
+    /// Claims `new`'s (tenant, source, delivery id) for a synchronous grading until now +
+    /// `lease`: inserts the submission as a claim ([`KeyClaim`]: status `grading`, one attempt,
+    /// no job), atomically on the unique delivery key, so of concurrent callers on any replica
+    /// exactly one gets `Claimed`; the others get the holder (`Taken`). `NotFound` for an
+    /// unknown tenant. `new.delivery_id` must be set.
+    async fn claim_delivery(
+        &self,
+        new: &NewSubmission,
+        lease: Duration,
+    ) -> Result<ClaimOutcome, StoreError>;
+    /// [`Store::submission_by_delivery`] with the claim, if the holder is one: what a request
+    /// waiting for another's grading polls.
+    async fn delivery_holder(
+        &self,
+        tenant_id: &str,
+        source: &str,
+        delivery_id: &str,
+    ) -> Result<Option<KeyHolder>, StoreError>;
+    /// Takes over `expired`, a claim whose lease has run out (its owner died or hung): only
+    /// while the row is still that claim (same token) and expired, so of several takers one
+    /// wins. The winner gets the claim with a new token, expiry now + `lease` and one more
+    /// attempt counted; everyone else `None` (then read the holder again).
+    async fn take_over_claim(
+        &self,
+        tenant_id: &str,
+        expired: &KeyClaim,
+        lease: Duration,
+    ) -> Result<Option<KeyClaim>, StoreError>;
+    /// Gives a claim back (its grading failed): deletes the row if it is still this claim.
+    /// Returns whether it was; `false` means it was taken over or replaced meanwhile.
+    async fn release_claim(&self, tenant_id: &str, claim: &KeyClaim) -> Result<bool, StoreError>;
     /// Jobs not finished (queued or leased), counted on the queue's partial index; cheap
     /// enough for every metrics scrape.
     async fn queue_depth(&self) -> Result<u64, StoreError>;

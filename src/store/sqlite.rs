@@ -44,9 +44,9 @@ use super::common::{
 };
 use super::{
     ApiKeyRecord, AuditEntry, CalibrationFilter, CalibrationMapRecord, CalibrationRow,
-    CallbackAttempt, CallbackNext, HumanGrade, LeasedJob, NewSubmission, PendingCallback,
-    ReportSummary, Role, Store, StoreError, SubmissionRecord, SubmissionStatus, Tenant,
-    TenantSettings,
+    CallbackAttempt, CallbackNext, ClaimOutcome, HumanGrade, KeyClaim, KeyHolder, LeasedJob,
+    NewSubmission, PendingCallback, ReportSummary, Role, Store, StoreError, SubmissionRecord,
+    SubmissionStatus, Tenant, TenantSettings,
 };
 use crate::budget::{Spent, UsageFilter, UsageRecord, UsageSummaryRow};
 use crate::domain::{GradeReport, Stage};
@@ -83,6 +83,11 @@ static MIGRATIONS: &[Migration] = &[
         version: 5,
         name: "queue_summary",
         sql: include_str!("../../migrations/sqlite/0005_queue_summary.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "idempotency_claims",
+        sql: include_str!("../../migrations/sqlite/0006_idempotency_claims.sql"),
     },
 ];
 
@@ -412,6 +417,35 @@ async fn enqueue_one(
         return Ok(Err(e.into()));
     }
     Ok(Ok((item.record(), true)))
+}
+
+/// The row holding a delivery key, with what [`holder_from_row`] needs besides the record.
+const HOLDER_SQL: &str = concat!(
+    "SELECT ",
+    submission_cols!(),
+    ", input_sha256, claim_token, claim_expires_at FROM submissions \
+     WHERE tenant_id = $1 AND source = $2 AND delivery_id = $3"
+);
+
+fn holder_from_row(row: &SqliteRow) -> Result<KeyHolder, StoreError> {
+    let record = submission_from_row(row)?;
+    let token: Option<String> = row.try_get("claim_token")?;
+    let expires: Option<String> = row.try_get("claim_expires_at")?;
+    let claim = match (token, expires) {
+        (Some(token), Some(expires)) if record.status == SubmissionStatus::Grading => {
+            Some(KeyClaim {
+                submission_id: record.id.clone(),
+                token,
+                expires_at: parse_ts(&expires)?,
+            })
+        }
+        _ => None,
+    };
+    Ok(KeyHolder {
+        input_sha256: row.try_get("input_sha256")?,
+        record,
+        claim,
+    })
 }
 
 fn submission_from_row(row: &SqliteRow) -> Result<SubmissionRecord, StoreError> {
@@ -888,6 +922,16 @@ impl Store for SqliteStore {
         let at_s = ts(&item.at);
         let summary = ReportSummary::of(report);
         let mut tx = self.begin_write().await?;
+        // A claim on the key gives way to the graded row in this transaction (see the trait).
+        sqlx::query(
+            "DELETE FROM submissions WHERE tenant_id = $1 AND source = $2 AND delivery_id = $3 \
+               AND status = 'grading' AND claim_token IS NOT NULL",
+        )
+        .bind(&new.tenant_id)
+        .bind(&new.source)
+        .bind(&new.delivery_id)
+        .execute(&mut *tx)
+        .await?;
         let inserted = bind_summary!(
             sqlx::query(
                 "INSERT INTO submissions (id, tenant_id, stage, status, source, delivery_id, \
@@ -948,6 +992,121 @@ impl Store for SqliteStore {
             submission_from_row(&row)?,
             row.try_get("input_sha256")?,
         )))
+    }
+
+    async fn claim_delivery(
+        &self,
+        new: &NewSubmission,
+        lease: Duration,
+    ) -> Result<ClaimOutcome, StoreError> {
+        let item = PendingEnqueue::new(new.clone())?;
+        let at_s = ts(&item.at);
+        let claim = KeyClaim {
+            submission_id: item.id.clone(),
+            token: new_id(),
+            expires_at: later(item.at, lease),
+        };
+        // BEGIN IMMEDIATE: the insert and, when it conflicts, the read of the holder see the
+        // same state (nobody can release the claim in between).
+        let mut tx = self.begin_write().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO submissions (id, tenant_id, stage, status, source, delivery_id, prompt, \
+                 submission, attempts, input_sha256, created_at, updated_at, claim_token, \
+                 claim_expires_at) \
+             VALUES ($1, $2, $3, 'grading', $4, $5, $6, $7, 1, $8, $9, $9, $10, $11) \
+             ON CONFLICT (tenant_id, source, delivery_id) DO NOTHING",
+        )
+        .bind(&item.id)
+        .bind(&new.tenant_id)
+        .bind(new.submission.stage.as_str())
+        .bind(&new.source)
+        .bind(&new.delivery_id)
+        .bind(&new.prompt)
+        .bind(&item.body)
+        .bind(&new.input_sha256)
+        .bind(&at_s)
+        .bind(&claim.token)
+        .bind(ts(&claim.expires_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| insert_error(e, "submission", &format!("tenant {}", new.tenant_id)))?
+        .rows_affected();
+        if inserted == 1 {
+            tx.commit().await?;
+            return Ok(ClaimOutcome::Claimed(claim));
+        }
+        let row = sqlx::query(HOLDER_SQL)
+            .bind(&new.tenant_id)
+            .bind(&new.source)
+            .bind(&new.delivery_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        tx.rollback().await?;
+        match row {
+            Some(row) => Ok(ClaimOutcome::Taken(Box::new(holder_from_row(&row)?))),
+            None => Err(StoreError::Database(
+                "delivery id conflicted but no submission was found".into(),
+            )),
+        }
+    }
+
+    async fn delivery_holder(
+        &self,
+        tenant_id: &str,
+        source: &str,
+        delivery_id: &str,
+    ) -> Result<Option<KeyHolder>, StoreError> {
+        sqlx::query(HOLDER_SQL)
+            .bind(tenant_id)
+            .bind(source)
+            .bind(delivery_id)
+            .fetch_optional(&self.reader)
+            .await?
+            .as_ref()
+            .map(holder_from_row)
+            .transpose()
+    }
+
+    async fn take_over_claim(
+        &self,
+        tenant_id: &str,
+        expired: &KeyClaim,
+        lease: Duration,
+    ) -> Result<Option<KeyClaim>, StoreError> {
+        let at = now();
+        let claim = KeyClaim {
+            submission_id: expired.submission_id.clone(),
+            token: new_id(),
+            expires_at: later(at, lease),
+        };
+        let done = sqlx::query(
+            "UPDATE submissions SET claim_token = $1, claim_expires_at = $2, \
+                 attempts = attempts + 1, updated_at = $3 \
+             WHERE id = $4 AND tenant_id = $5 AND status = 'grading' AND claim_token = $6 \
+               AND claim_expires_at < $3",
+        )
+        .bind(&claim.token)
+        .bind(ts(&claim.expires_at))
+        .bind(ts(&at))
+        .bind(&expired.submission_id)
+        .bind(tenant_id)
+        .bind(&expired.token)
+        .execute(&self.writer)
+        .await?;
+        Ok((done.rows_affected() == 1).then_some(claim))
+    }
+
+    async fn release_claim(&self, tenant_id: &str, claim: &KeyClaim) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "DELETE FROM submissions WHERE id = $1 AND tenant_id = $2 AND status = 'grading' \
+               AND claim_token = $3",
+        )
+        .bind(&claim.submission_id)
+        .bind(tenant_id)
+        .bind(&claim.token)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn queue_depth(&self) -> Result<u64, StoreError> {
@@ -1257,7 +1416,8 @@ impl Store for SqliteStore {
                 "INSERT INTO human_grades (id, tenant_id, submission_id, rater, scores, flags, \
                      override_reason, comment, created_at) \
                  SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 \
-                 WHERE EXISTS (SELECT 1 FROM submissions WHERE id = $3 AND tenant_id = $2)",
+                 WHERE EXISTS (SELECT 1 FROM submissions WHERE id = $3 AND tenant_id = $2 \
+                     AND claim_token IS NULL)",
             )
             .bind(&grade.id)
             .bind(&grade.tenant_id)

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use grader::domain::Stage;
+use grader::domain::{Format, Speaker, Stage, Submission, Transcript, Turn};
 use grader::prompts::{PromptVersion, Registry};
 use serde_json::{json, Value};
 
@@ -91,4 +91,30 @@ pub fn judgment_for_request(request: &Value, score: i64) -> Value {
         .and_then(|m| m["content"].as_str())
         .unwrap_or_default();
     judgment_json(schema, user, score, &[])
+}
+
+/// A one-turn system-design-style submission for store-level tests: `text` is the
+/// candidate's only turn.
+pub fn submission(tenant: &str, stage: Stage, text: &str) -> Submission {
+    let line = format!("Candidate: {text}\n");
+    Submission {
+        tenant: tenant.to_string(),
+        stage,
+        question: Some("Design a RAG system for support tickets.".into()),
+        transcript: Transcript {
+            format: Format::Speaker,
+            turns: vec![Turn {
+                speaker: Speaker::Candidate,
+                text: text.to_string(),
+                start: "Candidate: ".chars().count(),
+                end: line.chars().count() - 1,
+                start_ms: None,
+                end_ms: None,
+            }],
+            text: line,
+        },
+        candidate: None,
+        external_id: Some("ext-1".into()),
+        metadata: json!({"job": "llm-engineer"}),
+    }
 }
