@@ -94,6 +94,14 @@ pub enum ApiError {
     /// 409 `conflict`.
     #[error("{0}")]
     Conflict(String),
+    /// 409 `idempotency_key_in_progress` with `Retry-After`: another request with this
+    /// Idempotency-Key is still grading (IETF Idempotency-Key draft, as Stripe).
+    #[error("a request with Idempotency-Key {key:?} is still being graded; retry after {retry_after_secs} s to get its report")]
+    KeyInProgress { key: String, retry_after_secs: u64 },
+    /// 408 `request_timeout`: the work outlasted `service.request_timeout_secs` (the same
+    /// answer the router's timeout layer gives).
+    #[error("the request took longer than the server's timeout")]
+    RequestTimeout,
     /// The synchronous grading failed (502 `grading_failed` for a provider failure).
     #[error("grading failed: {0}")]
     Judge(#[from] JudgeError),
@@ -154,7 +162,8 @@ impl ApiError {
             }
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::KeyInProgress { .. } => StatusCode::CONFLICT,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::Judge(JudgeError::InputTooLong(_)) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Judge(JudgeError::Provider(_)) => StatusCode::BAD_GATEWAY,
             ApiError::Judge(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -183,6 +192,8 @@ impl ApiError {
             ApiError::Webhook(e) => e.code(),
             ApiError::Unprocessable { code, .. } | ApiError::BadRequest { code, .. } => code,
             ApiError::Conflict(_) => "conflict",
+            ApiError::KeyInProgress { .. } => "idempotency_key_in_progress",
+            ApiError::RequestTimeout => "request_timeout",
             ApiError::Judge(JudgeError::InputTooLong(_)) => "input_too_long",
             ApiError::Judge(JudgeError::Provider(_)) => "grading_failed",
             ApiError::Judge(_) => "grading_error",
@@ -230,7 +241,15 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::error!(code = self.code(), "{self:?}");
         }
-        error_response(status, self.code(), &self.public_message())
+        let mut resp = error_response(status, self.code(), &self.public_message());
+        if let ApiError::KeyInProgress {
+            retry_after_secs, ..
+        } = self
+        {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        }
+        resp
     }
 }
 

@@ -42,7 +42,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::Value;
@@ -191,11 +191,7 @@ pub async fn grade(
         };
         let result = match tokio::time::timeout_at(cut_off, run).await {
             Ok(result) => result,
-            Err(_) => Err(ApiError::Status {
-                status: StatusCode::REQUEST_TIMEOUT,
-                code: "request_timeout",
-                message: "the request took longer than the server's timeout".to_string(),
-            }),
+            Err(_) => Err(ApiError::RequestTimeout),
         };
         match &result {
             Ok(_) => guard.disarm(),
@@ -330,18 +326,11 @@ fn answer_holder(key: &str, holder: KeyHolder, sha: &str) -> Result<Response, Ap
 /// finished or its claim expired, at least a second.
 fn in_progress(key: &str, claim: &KeyClaim) -> Response {
     let left = (claim.expires_at - chrono::Utc::now()).num_seconds().max(0) + 1;
-    let mut resp = ApiError::Status {
-        status: StatusCode::CONFLICT,
-        code: "idempotency_key_in_progress",
-        message: format!(
-            "a request with Idempotency-Key {key:?} is still being graded; retry later to get \
-             its report"
-        ),
+    ApiError::KeyInProgress {
+        key: key.to_string(),
+        retry_after_secs: u64::try_from(left).unwrap_or(1),
     }
-    .into_response();
-    resp.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from(left));
-    resp
+    .into_response()
 }
 
 /// The answer to a request whose idempotency key is already stored: the stored report when
