@@ -208,9 +208,9 @@ pub async fn grade(
         // answer as a replay of it, so every request with one key sees one report.
         let stored_sha = app
             .store
-            .submission_by_delivery(&tenant_id, SOURCE, &k)
+            .delivery_holder(&tenant_id, SOURCE, &k)
             .await?
-            .map(|(_, sha)| sha)
+            .map(|holder| holder.input_sha256)
             .unwrap_or_default();
         return replay(&k, stored, &stored_sha, &input_sha256);
     }

@@ -32,6 +32,23 @@ macro_rules! bind_summary {
     }};
 }
 
+/// Binds the seven values every `submissions` insert starts with, in this column order:
+/// `id, tenant_id, stage, source, delivery_id, prompt, submission` (`$1`–`$7` of a
+/// single-row insert). The same types bind on both backends.
+macro_rules! bind_submission_head {
+    ($query:expr, $item:expr) => {{
+        let item: &$crate::store::common::PendingEnqueue = $item;
+        $query
+            .bind(&item.id)
+            .bind(&item.new.tenant_id)
+            .bind(item.new.submission.stage.as_str())
+            .bind(&item.new.source)
+            .bind(&item.new.delivery_id)
+            .bind(&item.new.prompt)
+            .bind(&item.body)
+    }};
+}
+
 mod common;
 pub mod postgres;
 pub mod sqlite;
@@ -464,15 +481,6 @@ pub trait Store: Send + Sync {
         new: NewSubmission,
         report: &GradeReport,
     ) -> Result<SubmissionRecord, StoreError>;
-    /// The submission holding (tenant, source, delivery id) — a webhook delivery id or an
-    /// idempotency key — with the sha256 of the request body that created it, so a caller
-    /// can tell a retry (same body) from a reused key (different body).
-    async fn submission_by_delivery(
-        &self,
-        tenant_id: &str,
-        source: &str,
-        delivery_id: &str,
-    ) -> Result<Option<(SubmissionRecord, String)>, StoreError>;
     /// Claims `new`'s (tenant, source, delivery id) for a synchronous grading until now +
     /// `lease`: inserts the submission as a claim ([`KeyClaim`]: status `grading`, one attempt,
     /// no job), atomically on the unique delivery key, so of concurrent callers on any replica
@@ -483,8 +491,10 @@ pub trait Store: Send + Sync {
         new: &NewSubmission,
         lease: Duration,
     ) -> Result<ClaimOutcome, StoreError>;
-    /// [`Store::submission_by_delivery`] with the claim, if the holder is one: what a request
-    /// waiting for another's grading polls.
+    /// The submission holding (tenant, source, delivery id) — a webhook delivery id or an
+    /// idempotency key — with the sha256 of the request body that created it, so a caller
+    /// can tell a retry (same body) from a reused key (different body), and the claim, if the
+    /// holder is one: what a request waiting for another's grading polls.
     async fn delivery_holder(
         &self,
         tenant_id: &str,

@@ -325,8 +325,9 @@ async fn insert_chunk(
 /// the job row is inserted only if the submission row was.
 async fn enqueue_single(pool: &PgPool, item: &PendingEnqueue) -> Answer {
     let new = &item.new;
-    let inserted = sqlx::query(
-        "WITH s AS ( \
+    let inserted = bind_submission_head!(
+        sqlx::query(
+            "WITH s AS ( \
              INSERT INTO submissions (id, tenant_id, stage, status, source, delivery_id, \
                  prompt, submission, attempts, input_sha256, created_at, updated_at) \
              VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, 0, $8, $9, $9) \
@@ -335,14 +336,9 @@ async fn enqueue_single(pool: &PgPool, item: &PendingEnqueue) -> Answer {
          INSERT INTO jobs (id, submission_id, tenant_id, status, run_at, attempts, \
              created_at, updated_at) \
          SELECT $10, s.id, s.tenant_id, 'queued', $9, 0, $9, $9 FROM s",
+        ),
+        item
     )
-    .bind(&item.id)
-    .bind(&new.tenant_id)
-    .bind(new.submission.stage.as_str())
-    .bind(&new.source)
-    .bind(&new.delivery_id)
-    .bind(&new.prompt)
-    .bind(&item.body)
     .bind(&new.input_sha256)
     .bind(item.at)
     .bind(new_id())
@@ -895,22 +891,18 @@ impl Store for PostgresStore {
         .execute(&mut *tx)
         .await?;
         let inserted = bind_summary!(
-            sqlx::query(
-                "INSERT INTO submissions (id, tenant_id, stage, status, source, delivery_id, \
+            bind_submission_head!(
+                sqlx::query(
+                    "INSERT INTO submissions (id, tenant_id, stage, status, source, delivery_id, \
                      prompt, submission, report, attempts, input_sha256, created_at, updated_at, \
                      report_prompt, report_prompt_id, injection_suspected, red_flags, \
                      needs_review, min_confidence, escalated) \
                  VALUES ($1, $2, $3, 'graded', $4, $5, $6, $7, $8::json, 1, $9, $10, $10, \
                      $11, $12, $13, $14, $15, $16, $17) \
                  ON CONFLICT ON CONSTRAINT submissions_delivery_key DO NOTHING",
+                ),
+                item
             )
-            .bind(&item.id)
-            .bind(&new.tenant_id)
-            .bind(new.submission.stage.as_str())
-            .bind(&new.source)
-            .bind(&new.delivery_id)
-            .bind(&new.prompt)
-            .bind(&item.body)
             .bind(&graded.report_json)
             .bind(&new.input_sha256)
             .bind(item.at),
@@ -930,32 +922,6 @@ impl Store for PostgresStore {
         Ok(graded.record(report))
     }
 
-    async fn submission_by_delivery(
-        &self,
-        tenant_id: &str,
-        source: &str,
-        delivery_id: &str,
-    ) -> Result<Option<(SubmissionRecord, String)>, StoreError> {
-        let Some(row) = sqlx::query(concat!(
-            "SELECT ",
-            submission_cols!(),
-            ", s.input_sha256 FROM submissions s \
-             WHERE s.tenant_id = $1 AND s.source = $2 AND s.delivery_id = $3"
-        ))
-        .bind(tenant_id)
-        .bind(source)
-        .bind(delivery_id)
-        .fetch_optional(&self.pool)
-        .await?
-        else {
-            return Ok(None);
-        };
-        Ok(Some((
-            submission_from_row(&row)?,
-            row.try_get("input_sha256")?,
-        )))
-    }
-
     async fn claim_delivery(
         &self,
         new: &NewSubmission,
@@ -972,20 +938,16 @@ impl Store for PostgresStore {
             };
             // ON CONFLICT waits for a competing insert to commit or roll back, so of
             // concurrent callers exactly one inserts.
-            let inserted = sqlx::query(
-                "INSERT INTO submissions (id, tenant_id, stage, status, source, delivery_id, \
+            let inserted = bind_submission_head!(
+                sqlx::query(
+                    "INSERT INTO submissions (id, tenant_id, stage, status, source, delivery_id, \
                      prompt, submission, attempts, input_sha256, created_at, updated_at, \
                      claim_token, claim_expires_at) \
                  VALUES ($1, $2, $3, 'grading', $4, $5, $6, $7, 1, $8, $9, $9, $10, $11) \
                  ON CONFLICT ON CONSTRAINT submissions_delivery_key DO NOTHING",
+                ),
+                &item
             )
-            .bind(&item.id)
-            .bind(&new.tenant_id)
-            .bind(new.submission.stage.as_str())
-            .bind(&new.source)
-            .bind(&new.delivery_id)
-            .bind(&new.prompt)
-            .bind(&item.body)
             .bind(&new.input_sha256)
             .bind(item.at)
             .bind(&claim.token)

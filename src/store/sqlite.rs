@@ -256,14 +256,7 @@ async fn insert_chunk(
     let mut query = sqlx::query(AssertSqlSafe(sql));
     let stamps: Vec<String> = chunk.iter().map(|i| ts(&i.at)).collect();
     for (item, at) in chunk.iter().zip(&stamps) {
-        query = query
-            .bind(&item.id)
-            .bind(&item.new.tenant_id)
-            .bind(item.new.submission.stage.as_str())
-            .bind(&item.new.source)
-            .bind(&item.new.delivery_id)
-            .bind(&item.new.prompt)
-            .bind(&item.body)
+        query = bind_submission_head!(query, item)
             .bind(&item.new.input_sha256)
             .bind(at);
     }
@@ -363,19 +356,15 @@ async fn enqueue_one(
     let new = &item.new;
     let at_s = ts(&item.at);
     // DO NOTHING on the delivery key only: any other constraint still fails loudly.
-    let inserted = sqlx::query(
-        "INSERT INTO submissions (id, tenant_id, stage, status, source, delivery_id, prompt, \
+    let inserted = bind_submission_head!(
+        sqlx::query(
+            "INSERT INTO submissions (id, tenant_id, stage, status, source, delivery_id, prompt, \
              submission, attempts, input_sha256, created_at, updated_at) \
          VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, 0, $8, $9, $9) \
          ON CONFLICT (tenant_id, source, delivery_id) DO NOTHING",
+        ),
+        item
     )
-    .bind(&item.id)
-    .bind(&new.tenant_id)
-    .bind(new.submission.stage.as_str())
-    .bind(&new.source)
-    .bind(&new.delivery_id)
-    .bind(&new.prompt)
-    .bind(&item.body)
     .bind(&new.input_sha256)
     .bind(&at_s)
     .execute(&mut *conn)
@@ -933,22 +922,18 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await?;
         let inserted = bind_summary!(
-            sqlx::query(
-                "INSERT INTO submissions (id, tenant_id, stage, status, source, delivery_id, \
+            bind_submission_head!(
+                sqlx::query(
+                    "INSERT INTO submissions (id, tenant_id, stage, status, source, delivery_id, \
                      prompt, submission, report, attempts, input_sha256, created_at, updated_at, \
                      report_prompt, report_prompt_id, injection_suspected, red_flags, \
                      needs_review, min_confidence, escalated) \
                  VALUES ($1, $2, $3, 'graded', $4, $5, $6, $7, $8, 1, $9, $10, $10, \
                      $11, $12, $13, $14, $15, $16, $17) \
                  ON CONFLICT (tenant_id, source, delivery_id) DO NOTHING",
+                ),
+                item
             )
-            .bind(&item.id)
-            .bind(&new.tenant_id)
-            .bind(new.submission.stage.as_str())
-            .bind(&new.source)
-            .bind(&new.delivery_id)
-            .bind(&new.prompt)
-            .bind(&item.body)
             .bind(&graded.report_json)
             .bind(&new.input_sha256)
             .bind(&at_s),
@@ -968,32 +953,6 @@ impl Store for SqliteStore {
         Ok(graded.record(report))
     }
 
-    async fn submission_by_delivery(
-        &self,
-        tenant_id: &str,
-        source: &str,
-        delivery_id: &str,
-    ) -> Result<Option<(SubmissionRecord, String)>, StoreError> {
-        let Some(row) = sqlx::query(concat!(
-            "SELECT ",
-            submission_cols!(),
-            ", input_sha256 FROM submissions \
-             WHERE tenant_id = $1 AND source = $2 AND delivery_id = $3"
-        ))
-        .bind(tenant_id)
-        .bind(source)
-        .bind(delivery_id)
-        .fetch_optional(&self.reader)
-        .await?
-        else {
-            return Ok(None);
-        };
-        Ok(Some((
-            submission_from_row(&row)?,
-            row.try_get("input_sha256")?,
-        )))
-    }
-
     async fn claim_delivery(
         &self,
         new: &NewSubmission,
@@ -1009,20 +968,16 @@ impl Store for SqliteStore {
         // BEGIN IMMEDIATE: the insert and, when it conflicts, the read of the holder see the
         // same state (nobody can release the claim in between).
         let mut tx = self.begin_write().await?;
-        let inserted = sqlx::query(
+        let inserted = bind_submission_head!(
+        sqlx::query(
             "INSERT INTO submissions (id, tenant_id, stage, status, source, delivery_id, prompt, \
                  submission, attempts, input_sha256, created_at, updated_at, claim_token, \
                  claim_expires_at) \
              VALUES ($1, $2, $3, 'grading', $4, $5, $6, $7, 1, $8, $9, $9, $10, $11) \
              ON CONFLICT (tenant_id, source, delivery_id) DO NOTHING",
+        ),
+        &item
         )
-        .bind(&item.id)
-        .bind(&new.tenant_id)
-        .bind(new.submission.stage.as_str())
-        .bind(&new.source)
-        .bind(&new.delivery_id)
-        .bind(&new.prompt)
-        .bind(&item.body)
         .bind(&new.input_sha256)
         .bind(&at_s)
         .bind(&claim.token)
