@@ -18,6 +18,9 @@
 //! process. `inflight` starts N distinct gradings at once against a responder that holds every
 //! answer DELAY_MS, and reports the resident set while all N are in flight.
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,62 +28,14 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use axum::routing::post;
 use axum::Router;
+use common::{bench_model, mib, percentile, root, status_kib};
 use grader::cache::TieredSettings;
 use grader::domain::{Stage, Submission};
 use grader::ingest::{self, Limits};
 use grader::judge::pipeline::{Judge, JudgeSettings};
 use grader::llm::openai::OpenAiProvider;
-use grader::llm::ModelConfig;
 use grader::prompts::{PromptVersion, Registry};
 use serde_json::json;
-
-fn root() -> std::path::PathBuf {
-    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn model(base_url: &str) -> ModelConfig {
-    ModelConfig {
-        name: "bench".into(),
-        model: "gpt-4o-mini".into(),
-        base_url: Some(base_url.into()),
-        api_key_env: None,
-        prices: grader::llm::Prices {
-            input_per_mtok: 0.15,
-            cached_input_per_mtok: 0.075,
-            output_per_mtok: 0.6,
-        },
-        context_window: 128_000,
-        max_output_tokens: 2_000,
-        tokenizer: None,
-        timeout_secs: 60,
-        max_retries: 0,
-        rpm: None,
-        tpm: None,
-    }
-}
-
-fn status_kib(field: &str) -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .unwrap_or(f64::NAN)
-}
-
-fn mib(kib: f64) -> f64 {
-    kib / 1024.0
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
 
 /// A `chat.completion` body carrying `content`, serialized once.
 fn completion_body(content: &str) -> Bytes {
@@ -162,7 +117,7 @@ fn judge_with_samples(base_url: &str, cached: bool, samples: u32) -> Arc<Judge> 
         temperature: if samples > 1 { 0.7 } else { 0.0 },
         ..JudgeSettings::default()
     };
-    let judge = Judge::with_model(Arc::new(provider), model(base_url), settings);
+    let judge = Judge::with_model(Arc::new(provider), bench_model(Some(base_url)), settings);
     Arc::new(if cached {
         judge.with_memory_cache(TieredSettings::default())
     } else {

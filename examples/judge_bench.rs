@@ -8,11 +8,15 @@
 //! is ours: rendering, token counting, cache key, single-flight, parse, validation, evidence
 //! location, aggregation, report. The transcript is the shipped 11 KB system-design sample.
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use common::{bench_model, mib, percentile, root, status_kib};
 use grader::cache::TieredSettings;
 use grader::domain::{Stage, Submission};
 use grader::ingest::{self, Limits};
@@ -39,48 +43,6 @@ impl Provider for Instant0 {
             },
         })
     }
-}
-
-fn model() -> ModelConfig {
-    ModelConfig {
-        name: "bench".into(),
-        model: "gpt-4o-mini".into(),
-        base_url: None,
-        api_key_env: None,
-        prices: grader::llm::Prices {
-            input_per_mtok: 0.15,
-            cached_input_per_mtok: 0.075,
-            output_per_mtok: 0.6,
-        },
-        context_window: 128_000,
-        max_output_tokens: 2_000,
-        tokenizer: None,
-        timeout_secs: 60,
-        max_retries: 0,
-        rpm: None,
-        tpm: None,
-    }
-}
-
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(f64::NAN)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
-    sorted[i]
 }
 
 struct Run {
@@ -151,10 +113,6 @@ async fn run(
     }
 }
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 fn registry() -> Registry {
     Registry::load(&root().join("prompts")).expect("prompts")
 }
@@ -166,7 +124,7 @@ async fn prefix_shares() {
         Arc::new(Instant0 {
             content: String::new(),
         }),
-        model(),
+        bench_model(None),
         JudgeSettings::default(),
     );
     let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("golden"))
@@ -263,11 +221,11 @@ fn main() {
             ..JudgeSettings::default()
         };
         let cached = Arc::new(
-            Judge::with_model(provider.clone(), model(), settings.clone())
+            Judge::with_model(provider.clone(), bench_model(None), settings.clone())
                 .with_memory_cache(TieredSettings::default()),
         );
         let uncached = Arc::new(
-            Judge::with_model(provider.clone(), model(), settings.clone()).without_cache(),
+            Judge::with_model(provider.clone(), bench_model(None), settings.clone()).without_cache(),
         );
         println!(
             "grader judge bench: {n} gradings per row, {} KB transcript, zero-latency provider, 2 runtime threads\n",
@@ -293,7 +251,7 @@ fn main() {
                 bytes as f64 / (1024.0 * 1024.0)
             );
         }
-        println!("peak RSS: {:.1} MiB", peak_rss_mib());
+        println!("peak RSS: {:.1} MiB", mib(status_kib("VmHWM:")));
         prefix_shares().await;
     });
 }

@@ -25,10 +25,14 @@
 //! together) and, for a PostgreSQL server on this machine, of the database's backends (read
 //! from `/proc`): figures that hold up on a machine busy with other work, where req/s does not.
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use common::percentile;
 use grader::config::Config;
 use grader::judge::pipeline::{Judge, JudgeSettings};
 use grader::prompts::Registry;
@@ -69,14 +73,6 @@ fn args() -> Result<Args, String> {
         return Err("--route is webhook or submissions".into());
     }
     Ok(a)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
 }
 
 #[tokio::main]

@@ -10,15 +10,16 @@
 //! model configured; PG_ADMIN_URL defaults to `postgres://postgres@127.0.0.1:5432/postgres`.
 //! `/readyz` is polled every millisecond on a fresh connection.
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use common::root;
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
