@@ -21,7 +21,7 @@ use grader::cache::TieredSettings;
 use grader::domain::{Stage, Submission};
 use grader::ingest::{self, Limits};
 use grader::judge::pipeline::{Judge, JudgeSettings};
-use grader::llm::{ChatRequest, ChatResponse, LlmError, ModelConfig, Provider, TokenUsage};
+use grader::llm::{ChatRequest, ChatResponse, LlmError, Provider, TokenUsage};
 use grader::prompts::Registry;
 use serde_json::json;
 
